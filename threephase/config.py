@@ -1,0 +1,245 @@
+"""Settings: one dataclass per concern, a run config that holds them, JSON round-trip and overrides.
+
+Names follow Hugging Face's ``TrainingArguments`` where one exists (``learning_rate``, ``num_train_epochs``,
+``per_device_train_batch_size``, ``seed``, ``output_dir``). The named presets live in :mod:`threephase.presets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ThreePhaseError
+
+VARIANTS = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "extra-imb", "no-imb")
+
+
+@dataclass
+class DataConfig:
+    """Which data to use and how much of it.
+
+    ``dataset`` names one of the paper's datasets (loaded from the Hub, or from ``data_dir`` /
+    ``$THREEPHASE_DATA_DIR`` when set); ``data_dir`` alone may also point at your own CSV folder or file.
+    The ``*_per_class`` and ``max_*_samples`` settings draw a stratified, seeded subset (for CPU runs).
+    """
+
+    dataset: str | None = "snips2"
+    data_dir: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    validation_fraction: float = 0.2
+    train_per_class: int | None = None
+    max_train_samples: int | None = None
+    validation_per_class: int | None = None
+    max_validation_samples: int | None = None
+    test_per_class: int | None = None
+    max_test_samples: int | None = None
+
+
+@dataclass
+class DAEConfig:
+    """Phase 1: TSDAE on the training texts.
+
+    ``num_train_epochs`` is the paper's "DAE epochs": how many times the text list is repeated, each time with
+    fresh noise. ``deletion_ratio`` is the fraction of words deleted (not kept).
+    """
+
+    learning_rate: float = 1e-5
+    num_train_epochs: int = 4
+    per_device_train_batch_size: int = 32
+    deletion_ratio: float = 0.3
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ImbalanceConfig:
+    """The imbalance-correcting resize before phase 2 (eq. 4-6)."""
+
+    min_ratio: float = 1.5
+    max_ratio: float = 4.0
+    whole_copies: bool = False
+    stop_word_noise: bool = True
+
+
+@dataclass
+class CLConfig:
+    """Phase 2: Siamese cosine-similarity loss on class pairs, one epoch over the pairs.
+
+    Pairs = ``pair_multiplier`` × ⌊log2 K⌋ × resized examples (the paper's "CL epochs").
+    """
+
+    learning_rate: float = 1e-5
+    pair_multiplier: float = 12
+    per_device_train_batch_size: int = 32
+    balance_scores: bool = False
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+
+
+@dataclass
+class FTConfig:
+    """Phase 3: the 2-layer MLP head on the pooled embedding, with early stopping on validation."""
+
+    learning_rate: float = 1e-5
+    head_learning_rate: float | None = None  # None: the same as learning_rate
+    num_train_epochs: int = 70
+    min_epochs: int = 5
+    patience: int = 3
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    head_hidden_size: int = 100
+    activation: str | None = "relu"
+    dropout: float = 0.3
+    freeze_body: bool = False
+    adam_epsilon: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; ``RunConfig.from_dict(json.load(f))`` restores a saved ``config.json``."""
+
+    model_name_or_path: str = "sentence-transformers/all-MiniLM-L12-v2"
+    variant: str = "three-phase"
+    preset: str = "paper"
+    seed: int = 42
+    output_dir: str | None = None
+    pooling: str | None = None
+    max_seq_length: int | None = None
+    device: str | None = None
+    logging_steps: int = 10
+    data: DataConfig = field(default_factory=DataConfig)
+    dae: DAEConfig = field(default_factory=DAEConfig)
+    imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
+    cl: CLConfig = field(default_factory=CLConfig)
+    ft: FTConfig = field(default_factory=FTConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        return apply_overrides(cls(), values)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> RunConfig:
+        return apply_overrides(cls(), read_json_overrides(path))
+
+    def validate(self) -> RunConfig:
+        """Raise :class:`ThreePhaseError` for a setting no run can use; return self."""
+        if self.variant not in VARIANTS:
+            raise ThreePhaseError(
+                f"Unknown variant {self.variant!r}. Choose one of: {', '.join(VARIANTS)}."
+            )
+        if not 0.0 <= self.dae.deletion_ratio < 1.0:
+            raise ThreePhaseError(
+                f"dae.deletion_ratio must lie in [0, 1) (the fraction of words deleted), got {self.dae.deletion_ratio}."
+            )
+        if self.imbalance.min_ratio <= 0 or self.imbalance.max_ratio <= 0:
+            raise ThreePhaseError(
+                f"Resize ratios must be positive, got min_ratio={self.imbalance.min_ratio}, "
+                f"max_ratio={self.imbalance.max_ratio}: pass values > 0 (defaults 1.5 and 4)."
+            )
+        if self.imbalance.min_ratio > self.imbalance.max_ratio:
+            raise ThreePhaseError(
+                f"imbalance.min_ratio ({self.imbalance.min_ratio}) is larger than imbalance.max_ratio "
+                f"({self.imbalance.max_ratio}): pass min_ratio <= max_ratio."
+            )
+        if not 0.0 < self.data.validation_fraction < 1.0:
+            raise ThreePhaseError(
+                f"data.validation_fraction must lie in (0, 1), got {self.data.validation_fraction}."
+            )
+        for name in ("learning_rate",):
+            for phase in ("dae", "cl", "ft"):
+                if getattr(getattr(self, phase), name) <= 0:
+                    raise ThreePhaseError(f"{phase}.{name} must be positive.")
+        if self.ft.activation not in (None, "relu", "gelu", "tanh"):
+            raise ThreePhaseError(
+                f"Unknown ft.activation {self.ft.activation!r}: use 'relu', 'gelu', 'tanh' or null (no activation)."
+            )
+        return self
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Turn a command-line string into the type of the setting it replaces."""
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    if value.lower() in ("none", "null"):
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        if current is None:
+            return value
+        raise ThreePhaseError(f"Cannot read {value!r} as a value for {key!r}: give a number, true/false or null.")
+
+
+def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a copy of ``config`` with ``overrides`` applied.
+
+    Keys are either nested (``{"ft": {"learning_rate": 2e-5}}``) or dotted (``{"ft.learning_rate": "2e-5"}``);
+    string values are parsed as JSON so that command-line text becomes numbers and booleans.
+    """
+    config = dataclasses.replace(config)
+    for section in ("data", "dae", "imbalance", "cl", "ft"):
+        setattr(config, section, dataclasses.replace(getattr(config, section)))
+    for key, value in _flatten(overrides).items():
+        parts = key.split(".")
+        target: Any = config
+        for part in parts[:-1]:
+            if not dataclasses.is_dataclass(getattr(target, part, None)):
+                raise ThreePhaseError(f"Unknown setting {key!r}. Known settings: {', '.join(setting_names())}.")
+            target = getattr(target, part)
+        name = parts[-1]
+        if name not in {f.name for f in fields(target)} or dataclasses.is_dataclass(getattr(target, name)):
+            raise ThreePhaseError(f"Unknown setting {key!r}. Known settings: {', '.join(setting_names())}.")
+        setattr(target, name, _coerce(value, getattr(target, name), key))
+    return config
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def setting_names() -> list[str]:
+    """Every dotted setting name, for help texts and error messages."""
+    return sorted(_flatten(RunConfig().to_dict()))
+
+
+def parse_set_options(items: list[str]) -> dict[str, str]:
+    """Read ``key=value`` strings from the command line."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ThreePhaseError(f"Cannot read --set {item!r}: write it as KEY=VALUE, e.g. --set ft.learning_rate=2e-5.")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def read_json_overrides(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ThreePhaseError(f"Config file {str(path)!r} does not exist: pass the path of a JSON file.")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ThreePhaseError(f"Config file {str(path)!r} is not valid JSON ({err}): fix the file.") from None
+    if not isinstance(values, dict):
+        raise ThreePhaseError(f"Config file {str(path)!r} must hold a JSON object of settings.")
+    return values

@@ -1,0 +1,238 @@
+"""Datasets: the paper's by name (Hub or local copy), or your own CSV folder or file.
+
+Every loader returns a :class:`datasets.DatasetDict` with splits ``train``, ``validation`` and ``test`` and
+columns ``text`` (str) and ``label`` (a :class:`datasets.ClassLabel`, so label names travel with the data).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from sklearn.model_selection import train_test_split
+
+from .config import DataConfig
+from .errors import ThreePhaseError
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "THREEPHASE_DATA_DIR"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    hub_id: str
+    label_names: tuple[str, ...] | None = None  # when the Hub copy stores bare integers
+
+
+DATASETS = {
+    "snips": HubDataset("sonos-nlu-benchmark/snips_built_in_intents"),
+    "snips2": HubDataset("benayas/snips"),
+    "sst2": HubDataset("gpt3mix/sst2", ("negative", "positive")),
+    "sst5": HubDataset("SetFit/sst5", ("verynegative", "negative", "neutral", "positive", "verypositive")),
+    "ag_news": HubDataset("fancyzhx/ag_news"),
+    "imdb": HubDataset("stanfordnlp/imdb"),
+}
+
+_TEXT_GUESSES = ("text", "sentence", "utterance", "query", "review")
+_LABEL_GUESSES = ("label", "labels", "intent", "category", "class")
+
+
+def load_data(config: DataConfig | None = None, seed: int = 42, **settings) -> DatasetDict:
+    """Load, clean, split and subsample the data that ``config`` (or keyword settings) describe.
+
+    >>> data = load_data(dataset="snips2", data_dir="../shared/data", train_per_class=8)  # doctest: +SKIP
+    >>> data["train"].features["label"].names[:2]  # doctest: +SKIP
+    ['AddToPlaylist', 'BookRestaurant']
+    """
+    config = config or DataConfig(**settings)
+    frames, names = _load_frames(config)
+    frames = {split: _clean(frame, split) for split, frame in frames.items()}
+    frames = _fill_missing_splits(frames, config.validation_fraction, seed)
+    limits = {
+        "train": (config.train_per_class, config.max_train_samples),
+        "validation": (config.validation_per_class, config.max_validation_samples),
+        "test": (config.test_per_class, config.max_test_samples),
+    }
+    for split, (per_class, total) in limits.items():
+        frames[split] = subsample(frames[split], per_class=per_class, total=total, seed=seed)
+        if frames[split]["label"].nunique() < 2:
+            raise ThreePhaseError(
+                f"The {split} split holds a single class ({names[frames[split]['label'].iloc[0]]!r}): a classifier "
+                "needs at least two. Check the label column, or draw a larger subset."
+            )
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
+    return DatasetDict(
+        {split: Dataset.from_pandas(frames[split], features=features, preserve_index=False) for split in SPLITS}
+    )
+
+
+def _load_frames(config: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    data_dir = config.data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is None:
+        if config.dataset is None:
+            raise ThreePhaseError("No data given: name a dataset (--dataset) or a folder or file (--data-dir).")
+        return _from_hub(config.dataset)
+    root = Path(data_dir).expanduser()
+    if not root.exists():
+        source = "--data-dir" if config.data_dir else f"${DATA_DIR_ENV}"
+        raise ThreePhaseError(f"Data path {str(root)!r} (from {source}) does not exist: give an existing folder or file.")
+    if config.dataset and (root / config.dataset).is_dir():
+        root = root / config.dataset
+    elif config.dataset and not config.data_dir and not (root / "train.csv").exists():
+        raise ThreePhaseError(
+            f"${DATA_DIR_ENV} is {str(root)!r}, but it has no {config.dataset!r} folder: add "
+            f"{config.dataset}/train.csv there, or unset ${DATA_DIR_ENV} to load {config.dataset!r} from the Hub."
+        )
+    if root.is_file():
+        frames = {"train": _read_table(root, config)}
+        label_file = root.parent / "labels.json"
+    else:
+        if not (root / "train.csv").is_file():
+            raise ThreePhaseError(
+                f"{str(root)!r} has no train.csv: a data folder needs train.csv (and optionally validation.csv, "
+                "test.csv, labels.json), each with a text column and a label column."
+            )
+        frames = {s: _read_table(root / f"{s}.csv", config) for s in SPLITS if (root / f"{s}.csv").is_file()}
+        label_file = root / "labels.json"
+    names = json.loads(label_file.read_text()) if label_file.is_file() else None
+    return _encode_labels(frames, names, str(label_file))
+
+
+def _read_table(path: Path, config: DataConfig) -> pd.DataFrame:
+    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".parquet": pd.read_parquet,
+               ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json}
+    if path.suffix not in readers:
+        raise ThreePhaseError(f"Cannot read {str(path)!r}: use a .csv, .tsv, .jsonl, .json or .parquet file.")
+    frame = readers[path.suffix](path)
+    missing = [c for c in (config.text_column, config.label_column) if c not in frame.columns]
+    if missing:
+        raise ThreePhaseError(
+            f"{str(path)!r} has no column {' or '.join(map(repr, missing))} (its columns: {', '.join(map(str, frame.columns))}). "
+            "Rename the columns, or pass --set data.text_column=... / data.label_column=..."
+        )
+    return frame[[config.text_column, config.label_column]].set_axis(["text", "label"], axis=1)
+
+
+def _encode_labels(
+    frames: dict[str, pd.DataFrame], names: list[str] | None, where: str
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Map labels to ids 0..K-1, checking them against ``labels.json`` when there is one."""
+    frames = {s: f.dropna(subset=["label"]) for s, f in frames.items()}
+    all_labels = pd.concat([f["label"] for f in frames.values()])
+    values = all_labels.unique()
+    numeric = pd.api.types.is_numeric_dtype(all_labels) and all(float(v).is_integer() for v in values)
+    if names is not None:
+        if not isinstance(names, list) or len(set(map(str, names))) != len(names):
+            raise ThreePhaseError(f"{where} must hold a JSON list of distinct label names (index = label id).")
+        if numeric:
+            bad = sorted(int(v) for v in values if not 0 <= v < len(names))
+            if bad:
+                raise ThreePhaseError(
+                    f"Labels {bad[:5]} do not fit {where}, which names {len(names)} labels (ids 0..{len(names) - 1}): "
+                    "fix the label column or labels.json."
+                )
+            return {s: f.assign(label=f["label"].astype(int)) for s, f in frames.items()}, [str(n) for n in names]
+        index = {str(n): i for i, n in enumerate(names)}
+        bad = sorted({str(v) for v in values} - set(index))
+        if bad:
+            raise ThreePhaseError(f"Labels {bad[:5]} are not listed in {where}: add them there, or fix the data.")
+        return {s: f.assign(label=f["label"].astype(str).map(index)) for s, f in frames.items()}, list(index)
+    if numeric:
+        names = [str(int(v)) for v in sorted(values)]
+        index = {int(v): i for i, v in enumerate(sorted(values))}
+        return {s: f.assign(label=f["label"].astype(int).map(index)) for s, f in frames.items()}, names
+    names = sorted(str(v) for v in values)
+    index = {n: i for i, n in enumerate(names)}
+    return {s: f.assign(label=f["label"].astype(str).map(index)) for s, f in frames.items()}, names
+
+
+def _from_hub(name: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    if name not in DATASETS:
+        raise ThreePhaseError(
+            f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}; or pass --data-dir with your own CSV."
+        )
+    import datasets
+
+    spec = DATASETS[name]
+    try:
+        hub = datasets.load_dataset(spec.hub_id)
+    except Exception as err:  # the Hub client raises many types for "no network"
+        raise ThreePhaseError(
+            f"Could not load {name!r} ({spec.hub_id}) from the Hugging Face Hub: {type(err).__name__}: {err}. "
+            f"To work offline, point ${DATA_DIR_ENV} (or --data-dir) at a folder holding {name}/train.csv, "
+            "validation.csv, test.csv and labels.json."
+        ) from None
+    first = hub[next(iter(hub))]
+    text = next((c for c in _TEXT_GUESSES if c in first.column_names), None)
+    label = next((c for c in _LABEL_GUESSES if c in first.column_names), None)
+    if text is None or label is None:
+        raise ThreePhaseError(f"{spec.hub_id} has columns {first.column_names}; threephase cannot tell text from label.")
+    feature = first.features[label]
+    names = list(feature.names) if isinstance(feature, ClassLabel) else spec.label_names
+    frames = {
+        split: hub[split].to_pandas()[[text, label]].set_axis(["text", "label"], axis=1)
+        for split in SPLITS
+        if split in hub
+    }
+    return _encode_labels(frames, list(names) if names else None, spec.hub_id)
+
+
+def _clean(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Drop empty and missing texts, saying how many."""
+    keep = frame["text"].notna() & frame["text"].astype(str).str.strip().astype(bool)
+    dropped = int((~keep).sum())
+    if dropped:
+        logger.warning("Dropped %d empty or missing texts from the %s split.", dropped, split)
+    frame = frame[keep].assign(text=lambda f: f["text"].astype(str))
+    if frame.empty:
+        raise ThreePhaseError(f"The {split} split has no non-empty text: check the text column.")
+    return frame.reset_index(drop=True)
+
+
+def _fill_missing_splits(frames: dict[str, pd.DataFrame], fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """Carve a missing validation (and, if needed, test) split from train: stratified, seeded (paper §2.4)."""
+    frames = dict(frames)
+    for split in ("test", "validation"):
+        if split not in frames:
+            logger.warning("No %s split: carving %.0f%% of train for it (stratified, seed %d).", split, fraction * 100, seed)
+            frames["train"], frames[split] = _stratified_split(frames["train"], fraction, seed, split)
+    return frames
+
+
+def _stratified_split(frame: pd.DataFrame, fraction: float, seed: int, split: str):
+    counts = frame["label"].value_counts()
+    if (counts < 2).any():
+        raise ThreePhaseError(
+            f"Cannot carve a stratified {split} split: class id {counts.idxmin()} has a single example. "
+            f"Add examples, or provide {split}.csv."
+        )
+    left, right = train_test_split(frame, test_size=fraction, stratify=frame["label"], random_state=seed)
+    return left.reset_index(drop=True), right.reset_index(drop=True)
+
+
+def subsample(frame: pd.DataFrame, per_class: int | None = None, total: int | None = None, seed: int = 42) -> pd.DataFrame:
+    """Draw a stratified, seeded subset: at most ``per_class`` rows of each class, then at most ``total`` rows."""
+    if per_class is not None:
+        frame = pd.concat(
+            group.sample(n=min(per_class, len(group)), random_state=seed)
+            for _, group in frame.groupby("label", sort=True)
+        )
+    if total is not None and total < len(frame):
+        counts = frame["label"].value_counts()
+        stratify = frame["label"] if counts.min() >= 2 and total >= len(counts) else None
+        frame, _ = train_test_split(frame, train_size=total, stratify=stratify, random_state=seed)
+    return frame.reset_index(drop=True)
+
+
+def class_sizes(dataset: Dataset) -> dict[str, int]:
+    """Examples per class, by label name, in label-id order."""
+    names = dataset.features["label"].names
+    counts = pd.Series(dataset["label"]).value_counts()
+    return {name: int(counts.get(i, 0)) for i, name in enumerate(names)}

