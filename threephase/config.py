@@ -51,7 +51,7 @@ class DAEConfig:
     learning_rate: float = 1e-5
     num_train_epochs: int = 4
     per_device_train_batch_size: int = 32
-    deletion_ratio: float = 0.3
+    deletion_ratio: float = 0.6
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
 
@@ -171,10 +171,12 @@ class RunConfig:
 
 def _coerce(value: Any, current: Any, key: str) -> Any:
     """Turn a command-line string into the type of the setting it replaces."""
-    if not isinstance(value, str) or isinstance(current, str):
+    if not isinstance(value, str):
         return value
     if value.lower() in ("none", "null"):
         return None
+    if isinstance(current, str):
+        return value
     try:
         return json.loads(value)
     except json.JSONDecodeError:

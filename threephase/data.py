@@ -85,10 +85,11 @@ def _load_frames(config: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str]
         raise ThreePhaseError(f"Data path {str(root)!r} (from {source}) does not exist: give an existing folder or file.")
     if config.dataset and (root / config.dataset).is_dir():
         root = root / config.dataset
-    elif config.dataset and not config.data_dir and not (root / "train.csv").exists():
+    elif config.dataset and root.is_dir() and not (root / "train.csv").exists():
+        source = "--data-dir" if config.data_dir else f"${DATA_DIR_ENV}"
         raise ThreePhaseError(
-            f"${DATA_DIR_ENV} is {str(root)!r}, but it has no {config.dataset!r} folder: add "
-            f"{config.dataset}/train.csv there, or unset ${DATA_DIR_ENV} to load {config.dataset!r} from the Hub."
+            f"{source} is {str(root)!r}, but it has no {config.dataset!r} folder (and no train.csv): add "
+            f"{config.dataset}/train.csv there, or drop {source} to load {config.dataset!r} from the Hub."
         )
     if root.is_file():
         frames = {"train": _read_table(root, config)}

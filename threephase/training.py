@@ -87,7 +87,7 @@ def training_arguments(
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not is_main_process(),
-        ddp_find_unused_parameters=False,
+        ddp_find_unused_parameters=True,  # BERT-style poolers and the unused decoder layers get no gradient
         **extra,
     )
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: the offline data and model, and small configs that run in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Tests never reach the Hub, and keep caches inside the checkout.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HOME", str(REPO / ".cache" / "huggingface"))
+os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".cache" / "matplotlib"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from threephase import preset_config  # noqa: E402
+from threephase.data import DATA_DIR_ENV, load_data  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    path = os.environ.get(DATA_DIR_ENV) or str(REPO.parent / "shared" / "data")
+    if not Path(path, "snips2", "train.csv").is_file():
+        pytest.fail(f"The offline data is missing: set ${DATA_DIR_ENV} to a folder holding snips2/train.csv.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(data_dir):
+    """snips2 with 8 training, 4 validation and 6 test examples per class."""
+    return load_data(dataset="snips2", data_dir=data_dir, train_per_class=8, validation_per_class=4,
+                     test_per_class=6, seed=0)
+
+
+def tiny_config(variant: str = "three-phase", seed: int = 0, **overrides):
+    """The cpu preset shrunk to a few optimizer steps per phase."""
+    config = preset_config("cpu", "snips2", variant=variant, seed=seed, max_seq_length=32)
+    config.dae.per_device_train_batch_size = config.cl.per_device_train_batch_size = 16
+    config.ft.num_train_epochs, config.ft.min_epochs, config.ft.patience = 2, 1, 1
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        setattr(getattr(config, section) if name else config, name or section, value)
+    return config

@@ -1,0 +1,125 @@
+"""The command line: help, a small run, and one clear error (no traceback, nothing written) per bad input."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from threephase.cli import main
+
+SMALL = ["--set", "data.train_per_class=4", "--set", "data.validation_per_class=2", "--set", "data.test_per_class=3",
+         "--set", "ft.num_train_epochs=1", "--set", "ft.min_epochs=1", "--set", "max_seq_length=32"]
+
+
+def test_help_lists_datasets_variants_presets(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("snips2", "ag_news", "three-phase", "extra-imb", "no-imb", "paper", "cpu", "--seed", "--set"):
+        assert word in text
+
+
+def test_small_run_writes_its_record(tmp_path, data_dir, capsys):
+    output = tmp_path / "run"
+    code = main(["run", "--dataset", "snips2", "--data-dir", data_dir, "--variant", "ft", "--preset", "cpu",
+                 "--seed", "1", "--output", str(output), *SMALL])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["variant"] == "ft" and 0 <= summary["accuracy"] <= 1
+    config = json.loads((output / "config.json").read_text())
+    assert config["seed"] == 1 and config["data"]["train_per_class"] == 4
+    assert json.loads((output / "metrics.json").read_text())["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-4)
+    # a second run into the same folder is refused unless --overwrite
+    assert main(["run", "--dataset", "snips2", "--data-dir", data_dir, "--variant", "ft", "--output", str(output),
+                 *SMALL]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def write_csv(folder, name, frame):
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / name, index=False)
+
+
+def good_frame(classes=(0, 1), n=4, start=0):
+    return pd.DataFrame({"text": [f"sample text {start + i} for class {c}" for c in classes for i in range(n)],
+                         "label": [c for c in classes for _ in range(n)]})
+
+
+def bad_case(case, tmp_path, data_dir):
+    """Command-line arguments that make the named mistake."""
+    folder = tmp_path / "data"
+    common = ["--variant", "ft", "--output", str(tmp_path / "out")]
+    if case == "unknown dataset":
+        return ["--dataset", "snipz", *common]
+    if case == "dataset missing from data dir":
+        return ["--dataset", "snips", "--data-dir", data_dir, *common]
+    if case == "data dir missing":
+        return ["--data-dir", str(tmp_path / "nope"), *common]
+    if case == "missing column":
+        write_csv(folder, "train.csv", good_frame().rename(columns={"text": "sentence"}))
+        return ["--data-dir", str(folder), *common]
+    if case == "labels.json inconsistent":
+        write_csv(folder, "train.csv", good_frame((0, 1, 5)))
+        (folder / "labels.json").write_text('["a", "b"]')
+        return ["--data-dir", str(folder), *common]
+    if case == "single class split":
+        write_csv(folder, "train.csv", good_frame())
+        write_csv(folder, "validation.csv", good_frame((1,)))
+        write_csv(folder, "test.csv", good_frame())
+        return ["--data-dir", str(folder), *common]
+    if case == "single example class":
+        write_csv(folder, "train.csv", pd.concat([good_frame((0, 1)), good_frame((2,), n=1)]))
+        write_csv(folder, "validation.csv", good_frame())
+        write_csv(folder, "test.csv", good_frame())
+        return ["--data-dir", str(folder), "--variant", "cl-ft", "--output", str(tmp_path / "out")]
+    if case == "min ratio above max ratio":
+        return ["--dataset", "snips2", "--data-dir", data_dir, *common, "--set", "imbalance.min_ratio=5"]
+    if case == "ratio not positive":
+        return ["--dataset", "snips2", "--data-dir", data_dir, *common, "--set", "imbalance.max_ratio=-1"]
+    if case == "deletion ratio out of range":
+        return ["--dataset", "snips2", "--data-dir", data_dir, *common, "--set", "dae.deletion_ratio=1.5"]
+    if case == "model path missing":
+        return ["--dataset", "snips2", "--data-dir", data_dir, *common, "--model", str(tmp_path / "no-model")]
+    if case == "hub model unreachable":
+        return ["--dataset", "snips2", "--data-dir", data_dir, *common, "--model", "someone/not-cached-model"]
+    if case == "unknown setting":
+        return ["--dataset", "snips2", *common, "--set", "ft.learning_rat=1"]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown dataset", "Unknown dataset 'snipz'"),
+        ("dataset missing from data dir", "no 'snips' folder"),
+        ("data dir missing", "does not exist"),
+        ("missing column", "no column 'text'"),
+        ("labels.json inconsistent", "do not fit"),
+        ("single class split", "single class"),
+        ("single example class", "single training example"),
+        ("min ratio above max ratio", "min_ratio"),
+        ("ratio not positive", "positive"),
+        ("deletion ratio out of range", "deletion_ratio"),
+        ("model path missing", "does not exist"),
+        ("hub model unreachable", "HF_HUB_OFFLINE"),
+        ("unknown setting", "Unknown setting"),
+    ],
+)
+def test_bad_input_gets_one_clear_error(case, message, tmp_path, data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["run", *bad_case(case, tmp_path, data_dir), *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--variant", "four-phase"), ("--preset", "gpu")])
+def test_unknown_variant_or_preset_from_a_real_process(flag, value, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "threephase", "run", flag, value, "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "invalid choice" in done.stderr and value in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,120 @@
+import json
+import logging
+
+import pandas as pd
+import pytest
+
+from threephase import ThreePhaseError, load_data
+from threephase.data import DATA_DIR_ENV, class_sizes, subsample
+
+
+def write_folder(path, splits, labels=None):
+    path.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        pd.DataFrame(rows, columns=["text", "label"]).to_csv(path / f"{split}.csv", index=False)
+    if labels is not None:
+        (path / "labels.json").write_text(json.dumps(labels))
+    return path
+
+
+def rows(n_per_class, classes):
+    return [(f"example number {i} of class {c}", c) for c in classes for i in range(n_per_class)]
+
+
+def test_local_copy_keeps_label_names_and_subsamples_per_class(data_dir):
+    data = load_data(dataset="snips2", data_dir=data_dir, train_per_class=5, validation_per_class=3, seed=1)
+    names = json.loads(open(f"{data_dir}/snips2/labels.json").read())
+    assert data["train"].features["label"].names == names
+    assert set(class_sizes(data["train"]).values()) == {5}
+    assert set(class_sizes(data["validation"]).values()) == {3}
+    assert len(data["test"]) == 700
+
+
+def test_environment_variable_points_at_the_data(data_dir, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, data_dir)
+    data = load_data(dataset="sst2", train_per_class=3, validation_per_class=2, test_per_class=2)
+    assert data["train"].features["label"].names == ["negative", "positive"]
+
+
+def test_missing_validation_is_carved_stratified_and_seeded(data_dir):
+    first = load_data(dataset="ag_news", data_dir=data_dir, seed=3)
+    again = load_data(dataset="ag_news", data_dir=data_dir, seed=3)
+    other = load_data(dataset="ag_news", data_dir=data_dir, seed=4)
+    assert len(first["validation"]) == 1000 and len(first["train"]) == 4000
+    assert first["validation"]["text"] == again["validation"]["text"]
+    assert first["validation"]["text"] != other["validation"]["text"]
+    train, validation = class_sizes(first["train"]), class_sizes(first["validation"])
+    for name in train:
+        assert abs(validation[name] / (train[name] + validation[name]) - 0.2) < 0.01
+
+
+def test_own_folder_with_string_labels_and_other_columns(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    frame = pd.DataFrame({"sentence": [f"text {i}" for i in range(40)], "topic": ["b", "a"] * 20})
+    frame.to_csv(folder / "train.csv", index=False)
+    data = load_data(data_dir=str(folder), dataset=None, text_column="sentence", label_column="topic")
+    assert data["train"].features["label"].names == ["a", "b"]
+    assert len(data["test"]) == 8 and len(data["validation"]) == 7  # 20% of 40, then 20% of the 32 left
+
+
+def test_single_file(tmp_path):
+    file = tmp_path / "all.csv"
+    pd.DataFrame(rows(10, [0, 1]), columns=["text", "label"]).to_csv(file, index=False)
+    data = load_data(data_dir=str(file), dataset=None)
+    assert sum(len(data[s]) for s in data) == 20
+
+
+def test_total_subsample_is_stratified():
+    frame = pd.DataFrame({"text": [str(i) for i in range(1000)], "label": [0] * 800 + [1] * 200})
+    small = subsample(frame, total=100, seed=0)
+    assert len(small) == 100 and small["label"].value_counts()[1] == 20
+    assert small.equals(subsample(frame, total=100, seed=0))
+
+
+def test_empty_and_missing_texts_are_dropped_with_a_count(tmp_path, caplog):
+    train = rows(5, [0, 1]) + [("", 0), (None, 1), ("   ", 1)]
+    folder = write_folder(tmp_path / "d", {"train": train, "validation": rows(2, [0, 1]), "test": rows(2, [0, 1])})
+    with caplog.at_level(logging.WARNING):
+        data = load_data(data_dir=str(folder), dataset=None)
+    assert len(data["train"]) == 10
+    assert "Dropped 3 empty or missing texts from the train split" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_dir", "does not exist"),
+        ("no_train", "no train.csv"),
+        ("bad_column", "no column 'text'"),
+        ("label_out_of_range", "do not fit"),
+        ("label_not_listed", "not listed"),
+        ("single_class", "single class"),
+    ],
+)
+def test_bad_data_is_named(tmp_path, case, message):
+    good = {"train": rows(4, [0, 1]), "validation": rows(2, [0, 1]), "test": rows(2, [0, 1])}
+    folder = tmp_path / "d"
+    if case == "no_train":
+        folder.mkdir()
+    elif case == "bad_column":
+        folder.mkdir()
+        pd.DataFrame({"sentence": ["a", "b"], "label": [0, 1]}).to_csv(folder / "train.csv", index=False)
+    elif case == "label_out_of_range":
+        write_folder(folder, good | {"test": rows(2, [0, 2])}, labels=["x", "y"])
+    elif case == "label_not_listed":
+        write_folder(folder, {s: [(t, "xyz"[lab]) for t, lab in r] for s, r in good.items()}, labels=["x"])
+    elif case == "single_class":
+        write_folder(folder, good | {"validation": rows(2, [1])})
+    path = str(tmp_path / "nowhere") if case == "missing_dir" else str(folder)
+    with pytest.raises(ThreePhaseError, match=message):
+        load_data(data_dir=path, dataset=None)
+
+
+def test_unknown_dataset_and_unreachable_hub(monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    with pytest.raises(ThreePhaseError, match="Unknown dataset 'snipz'"):
+        load_data(dataset="snipz")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ThreePhaseError, match="offline"):
+        load_data(dataset="snips")
