@@ -138,3 +138,25 @@ def test_pair_statistics():
 )
 def test_num_pairs_for(examples, classes, multiplier, expected):
     assert num_pairs_for(examples, classes, multiplier) == expected
+
+
+def test_available_pairs_counts_what_build_pairs_can_draw():
+    from threephase.pairs import available_pairs
+
+    assert available_pairs([0, 0, 1, 1]) == 6
+    assert available_pairs([0, 0, 1, 1], groups=[0, 0, 1, 2]) == 5  # 0 and 1 share a source
+    assert len(build_pairs([0, 0, 1, 1], 6, seed=0)) == 6
+    with pytest.raises(ThreePhaseError):
+        build_pairs([0, 0, 1, 1], 6, seed=0, groups=[0, 0, 1, 2])
+
+
+def test_pair_dataset_caps_requests_on_tiny_data(caplog):
+    from threephase.config import CLConfig, ImbalanceConfig
+    from threephase.phases import pair_dataset
+
+    texts = [f"text number {i} with some words" for i in range(12)]
+    labels = [i % 3 for i in range(12)]
+    dataset, info = pair_dataset(texts, labels, ImbalanceConfig(), CLConfig(pair_multiplier=100), seed=0)
+    assert info["num_pairs"] == len(dataset) == 66 // 2
+    assert "distinct pairs exist" in caplog.text
+    assert set(dataset["score"]) == {0.0, 1.0}

@@ -45,19 +45,30 @@ def _equal_pairs(keys: np.ndarray, groups: np.ndarray | None) -> int:
     return same(keys) - (0 if groups is None else same(keys * (int(groups.max()) + 1) + groups))
 
 
-def _check_available(codes: np.ndarray, groups: np.ndarray | None, num_pairs: int, balance: bool) -> None:
-    """Raise when fewer than ``num_pairs`` distinct admissible (and, with ``balance``, balanced) pairs exist."""
+def _available(codes: np.ndarray, groups: np.ndarray | None, balance: bool) -> int:
     n = codes.shape[1]
     total = _equal_pairs(np.zeros(n, dtype=np.int64), groups)
+    if not balance:
+        return total
     positives = _equal_pairs(codes[-1], groups)
     negatives = total - _equal_pairs(codes[0], groups)
-    available, what = total, "distinct admissible pairs"
-    if balance:
-        available = total - positives - negatives + 2 * min(positives, negatives) + (positives != negatives)
-        what = "balanced pairs (partial scores plus equal numbers of positives and negatives)"
+    return total - positives - negatives + 2 * min(positives, negatives) + (positives != negatives)
+
+
+def available_pairs(labels: Sequence, groups: Sequence[int] | None = None, balance_scores: bool = False) -> int:
+    """How many distinct pairs :func:`build_pairs` can draw from ``labels`` (and ``groups``) at most."""
+    return _available(_level_codes(labels), None if groups is None else np.asarray(groups, dtype=np.int64),
+                      balance_scores)
+
+
+def _check_available(codes: np.ndarray, groups: np.ndarray | None, num_pairs: int, balance: bool) -> None:
+    """Raise when fewer than ``num_pairs`` distinct admissible (and, with ``balance``, balanced) pairs exist."""
+    available = _available(codes, groups, balance)
+    what = "balanced pairs (partial scores plus equal numbers of positives and negatives)" if balance \
+        else "distinct admissible pairs"
     if num_pairs > available:
         raise ThreePhaseError(
-            f"num_pairs ({num_pairs}) exceeds the {available} {what} of these {n} examples: "
+            f"num_pairs ({num_pairs}) exceeds the {available} {what} of these {codes.shape[1]} examples: "
             f"lower num_pairs (or the pair multiplier) to at most {available}."
         )
 

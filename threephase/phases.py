@@ -6,6 +6,7 @@ Each function trains the body it is given in place and returns a report (loss hi
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -18,8 +19,10 @@ from torch import nn
 from .config import CLConfig, DAEConfig, ImbalanceConfig
 from .imbalance import resize_dataset
 from .noise import delete_words
-from .pairs import build_pairs, num_pairs_for
+from .pairs import available_pairs, build_pairs, num_pairs_for
 from .training import train, training_arguments
+
+logger = logging.getLogger(__name__)
 
 
 class TiedDenoisingAutoEncoderLoss(DenoisingAutoEncoderLoss):
@@ -48,7 +51,7 @@ class JointLoss(nn.Module):
 
     def forward(self, sentence_features, labels):
         noisy, clean, first, second = sentence_features
-        return {"dae": self.dae([noisy, clean], None), "cl": self.cl([first, second], labels)}
+        return {"loss_dae": self.dae([noisy, clean], None), "loss_cl": self.cl([first, second], labels)}
 
 
 def dae_dataset(texts: Sequence[str], deletion_ratio: float, repetitions: int, seed: int) -> Dataset:
@@ -77,6 +80,12 @@ def pair_dataset(
         resized_texts, resized_labels, source = resized.texts, resized.labels, resized.source
         sizes = {"before": resized.sizes_before, "after": resized.sizes_after}
     num_pairs = num_pairs_for(len(resized_texts), len(set(resized_labels)), cl.pair_multiplier)
+    # Drawing nearly every distinct pair is slow and adds nothing: tiny data gets at most half of them.
+    ceiling = available_pairs(resized_labels, source, cl.balance_scores) // 2
+    if num_pairs > ceiling:
+        logger.warning("Only %d distinct pairs exist in %d examples; using %d rather than %d.",
+                       2 * ceiling, len(resized_texts), max(ceiling, 1), num_pairs)
+        num_pairs = max(ceiling, 1)
     pairs = build_pairs(resized_labels, num_pairs, seed=seed, groups=source, balance_scores=cl.balance_scores)
     dataset = Dataset.from_dict({
         "sentence1": [resized_texts[i] for i, _, _ in pairs],
