@@ -72,7 +72,8 @@ class EarlyStopping(TrainerCallback):
 
 
 def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset, config: FTConfig, *,
-             seed: int = 42, output_dir: str | None = None, logging_steps: int = 10) -> tuple[ThreePhaseClassifier, dict]:
+             seed: int = 42, output_dir: str | None = None, logging_steps: int = 10,
+             device: str | None = None) -> tuple[ThreePhaseClassifier, dict]:
     """Phase 3: fit an MLP head on ``body``; return the classifier at its best validation epoch and a report."""
     label_names = train_data.features["label"].names
     torch.manual_seed(seed)  # the head's initial weights
@@ -82,10 +83,8 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
     body.requires_grad_(not config.freeze_body)
     stopper = EarlyStopping(classifier, validation, config)
     args = training_arguments(
-        output_dir=output_dir, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.per_device_train_batch_size, num_train_epochs=config.num_train_epochs,
-        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, seed=seed, logging_steps=logging_steps,
-        adam_epsilon=config.adam_epsilon,
+        config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
+        num_train_epochs=config.num_train_epochs, adam_epsilon=config.adam_epsilon,
         learning_rate_mapping={r"^head\.": config.head_learning_rate} if config.head_learning_rate else {},
     )
     try:

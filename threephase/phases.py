@@ -98,33 +98,25 @@ def pair_dataset(
 
 
 def train_dae(body: SentenceTransformer, texts: Sequence[str], config: DAEConfig, *, seed: int = 42,
-              output_dir: str | None = None, logging_steps: int = 10) -> dict[str, Any]:
+              output_dir: str | None = None, logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
     """Phase 1: TSDAE on ``texts`` (labels unused)."""
     dataset = dae_dataset(texts, config.deletion_ratio, config.num_train_epochs, seed)
-    args = training_arguments(
-        output_dir=output_dir, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.per_device_train_batch_size, warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay, seed=seed, logging_steps=logging_steps,
-    )
+    args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device)
     return train(body, dataset, TiedDenoisingAutoEncoderLoss(body), args) | {"examples": len(dataset)}
 
 
 def train_cl(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], config: CLConfig,
              imbalance: ImbalanceConfig | None = None, *, seed: int = 42, output_dir: str | None = None,
-             logging_steps: int = 10) -> dict[str, Any]:
+             logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
     """Phase 2: one epoch of the Siamese cosine-similarity loss over the pairs of the resized data."""
     dataset, info = pair_dataset(texts, labels, imbalance, config, seed)
-    args = training_arguments(
-        output_dir=output_dir, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.per_device_train_batch_size, warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay, seed=seed, logging_steps=logging_steps,
-    )
+    args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device)
     return train(body, dataset, CosineSimilarityLoss(body), args) | info
 
 
 def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], dae: DAEConfig,
                 cl: CLConfig, imbalance: ImbalanceConfig | None = None, *, seed: int = 42,
-                output_dir: str | None = None, logging_steps: int = 10) -> dict[str, Any]:
+                output_dir: str | None = None, logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
     """Joint: every step takes a DAE batch and a pair batch, sums the two losses, makes one optimizer step.
 
     The shorter of the two datasets is cycled so that both are seen in full. The CL settings (learning rate,
@@ -139,9 +131,5 @@ def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequenc
         "noisy": noisy["noisy"], "text": noisy["text"],
         "sentence1": pairs["sentence1"], "sentence2": pairs["sentence2"], "score": pairs["score"],
     })
-    args = training_arguments(
-        output_dir=output_dir, learning_rate=cl.learning_rate,
-        per_device_train_batch_size=cl.per_device_train_batch_size, warmup_ratio=cl.warmup_ratio,
-        weight_decay=cl.weight_decay, seed=seed, logging_steps=logging_steps,
-    )
+    args = training_arguments(cl, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device)
     return train(body, dataset, JointLoss(body), args) | info | {"examples": rows}

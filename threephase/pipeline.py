@@ -74,7 +74,7 @@ def train_variant(config: RunConfig, data: DatasetDict) -> tuple[ThreePhaseClass
         imbalance = dataclasses.replace(config.imbalance, max_ratio=variant.max_ratio or config.imbalance.max_ratio)
     if variant.cl or variant.joint:
         check_pairable(data)
-    common = {"seed": config.seed, "logging_steps": config.logging_steps}
+    common = {"seed": config.seed, "logging_steps": config.logging_steps, "device": config.device}
     phases: dict[str, Any] = {}
     if variant.joint:
         logger.info("Joint: DAE + CL on one body")

@@ -60,32 +60,31 @@ class SyncLossParameters(TrainerCallback):
 
 
 def training_arguments(
+    settings: Any,
     *,
-    output_dir: str | None,
-    learning_rate: float,
-    per_device_train_batch_size: int,
-    num_train_epochs: float = 1,
-    warmup_ratio: float = 0.1,
-    weight_decay: float = 0.0,
+    output_dir: str | None = None,
     seed: int = 42,
     logging_steps: int = 10,
+    device: str | None = None,
+    num_train_epochs: float = 1,
     **extra: Any,
 ) -> SentenceTransformerTrainingArguments:
-    """TrainingArguments for one phase. No checkpoints are written: phases hand their body on in memory."""
+    """TrainingArguments for one phase from its settings (``learning_rate``, ``per_device_train_batch_size``,
+    ``warmup_ratio``, ``weight_decay``). No checkpoints are written: phases hand their body on in memory."""
     return SentenceTransformerTrainingArguments(
         output_dir=output_dir or tempfile.mkdtemp(prefix="threephase-"),
-        learning_rate=learning_rate,
-        per_device_train_batch_size=per_device_train_batch_size,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
         num_train_epochs=num_train_epochs,
-        warmup_steps=warmup_ratio,
-        weight_decay=weight_decay,
+        warmup_steps=settings.warmup_ratio,
+        weight_decay=settings.weight_decay,
         seed=seed,
         data_seed=seed,
         logging_steps=logging_steps,
         logging_first_step=True,
         save_strategy="no",
         report_to="none",
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=device == "cpu" or not torch.cuda.is_available(),
         disable_tqdm=not is_main_process(),
         ddp_find_unused_parameters=True,  # BERT-style poolers and the unused decoder layers get no gradient
         **extra,
