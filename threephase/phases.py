@@ -15,6 +15,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss, DenoisingAutoEncoderLoss
 from torch import nn
+from transformers.utils import logging as hf_logging
 
 from .config import CLConfig, DAEConfig, ImbalanceConfig
 from .imbalance import resize_dataset
@@ -32,7 +33,14 @@ class TiedDenoisingAutoEncoderLoss(DenoisingAutoEncoderLoss):
     """
 
     def __init__(self, body: SentenceTransformer):
-        super().__init__(body, tie_encoder_decoder=True)
+        # Sentence-embedding checkpoints carry no LM head, so transformers reports the decoder's head as newly
+        # initialised in a long table; that is expected here (TSDAE trains it), so keep the log readable.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            super().__init__(body, tie_encoder_decoder=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
         self.model = body
 
     def forward(self, sentence_features, labels):
