@@ -87,6 +87,12 @@ def _load_frames(config: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str]
         root = root / config.dataset
     elif config.dataset and root.is_dir() and not (root / "train.csv").exists():
         source = "--data-dir" if config.data_dir else f"${DATA_DIR_ENV}"
+        if config.dataset not in DATASETS:
+            raise ThreePhaseError(
+                f"Unknown dataset {config.dataset!r}: {source} is {str(root)!r}, which has no {config.dataset!r} "
+                f"folder, and the Hub datasets are {', '.join(DATASETS)}. Fix the name, or add "
+                f"{config.dataset}/train.csv to {str(root)!r}."
+            )
         raise ThreePhaseError(
             f"{source} is {str(root)!r}, but it has no {config.dataset!r} folder (and no train.csv): add "
             f"{config.dataset}/train.csv there, or drop {source} to load {config.dataset!r} from the Hub."
