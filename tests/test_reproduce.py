@@ -1,0 +1,112 @@
+"""The reproduction driver: the grid, the paper's numbers, skip / overwrite on real (tiny) papermill runs, and the
+aggregate tables (mean ± std, paper number, difference; Markdown, CSV and PNG)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from threephase import reproduce
+from threephase.cli import main
+from threephase.errors import ThreePhaseError
+
+TINY = ["--set", "data.train_per_class=4", "--set", "data.validation_per_class=2", "--set", "data.test_per_class=3",
+        "--set", "ft.num_train_epochs=1", "--set", "ft.min_epochs=1", "--set", "max_seq_length=32"]
+
+
+def test_grid_follows_the_paper():
+    table3 = reproduce.grid(3, ["sst2", "imdb"], seeds=2, preset="paper")
+    models = {(r["dataset"], r["model"]) for r in table3}
+    assert models == {("sst2", "FacebookAI/roberta-base"), ("sst2", "sentence-transformers/all-MiniLM-L12-v2"),
+                      ("imdb", "FacebookAI/roberta-base")}
+    assert {r["variant"] for r in table3} == {"three-phase", "joint", "ft"} and {r["seed"] for r in table3} == {0, 1}
+    table4 = reproduce.grid(4, ["snips2", "sst5"], seeds="0,4", preset="paper")
+    assert len(table4) == 2 * 7 * 2
+    assert {(r["dataset"], r["model"]) for r in table4} == {
+        ("snips2", "sentence-transformers/all-MiniLM-L12-v2"), ("sst5", "FacebookAI/roberta-base")}
+    cpu = reproduce.grid(4, ["snips2"], variants=["ft"], seeds=1, preset="cpu")
+    assert cpu == [{"dataset": "snips2", "model": "sentence-transformers/all-MiniLM-L6-v2", "variant": "ft",
+                    "seed": 0, "preset": "cpu"}]
+    assert reproduce.parse_seeds("0,1,4") == [0, 1, 4]
+    with pytest.raises(ThreePhaseError, match="--seeds"):
+        reproduce.parse_seeds("two")
+    with pytest.raises(ThreePhaseError, match="variant"):
+        reproduce.grid(4, ["snips2"], variants=["nope"])
+
+
+def test_paper_numbers():
+    assert reproduce.paper_accuracy(4, "snips2", "any", "no-imb") == 97.85
+    assert reproduce.paper_accuracy(4, "imdb", "any", "extra-imb") == 97.00
+    assert reproduce.paper_accuracy(3, "sst5", "FacebookAI/roberta-base", "joint") == 53.88
+    assert reproduce.paper_accuracy(3, "sst2", "sentence-transformers/all-MiniLM-L6-v2", "ft") == 88.21
+    assert reproduce.paper_accuracy(3, "imdb", "all-MiniLM-L12-v2", "ft") is None
+    assert reproduce.paper_accuracy(3, "snips2", "roberta-base", "dae-ft") is None
+
+
+def test_aggregate_of_records():
+    records = [{"dataset": "snips2", "model": "m/all-MiniLM-L6-v2", "variant": v, "seed": s, "accuracy": a}
+               for v, s, a in [("ft", 0, 0.90), ("ft", 1, 0.94), ("three-phase", 0, 0.97), ("joint", 0, 0.5)]]
+    df = reproduce.aggregate(records, table=4)
+    assert list(df["variant"]) == ["three-phase", "joint", "ft"]  # the paper's order
+    ft = df.set_index("variant").loc["ft"]
+    assert ft["n"] == 2 and ft["mean"] == pytest.approx(92.0) and ft["std"] == pytest.approx(math.sqrt(8))
+    assert ft["paper"] == 93.86 and ft["diff"] == pytest.approx(92.0 - 93.86)
+    assert math.isnan(df.set_index("variant").loc["three-phase", "std"])
+    text = reproduce.to_markdown(df)
+    assert "| 3-Phase | Joint | FT |" in text and "92.00 ± 2.83 (paper 93.86, Δ -1.86)" in text
+    assert "97.00 ± –" in text
+    assert list(reproduce.aggregate(records, table=3)["variant"]) == ["three-phase", "joint", "ft"]
+
+
+def test_missing_notebook_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(reproduce, "NOTEBOOK", "no_such_notebook.ipynb")
+    with pytest.raises(ThreePhaseError, match="wheel"):
+        reproduce.notebook_path()
+
+
+def test_bad_setting_fails_before_any_run(tmp_path, capsys):
+    code = main(["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--seeds", "1",
+                 "--out", str(tmp_path), "--set", "ft.no_such_setting=1"])
+    assert code == 2 and "Unknown setting" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_driver_skips_overwrites_and_aggregates(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)  # the notebook's kernel inherits the environment
+    out = tmp_path / "table4"
+    base = ["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--preset", "cpu",
+            "--out", str(out), *TINY]
+    assert main([*base, "--seeds", "2"]) == 0
+    names = [f"snips2__all-MiniLM-L6-v2__ft__seed{s}" for s in (0, 1)]
+    results = [out / "runs" / name / "results.json" for name in names]
+    for name, path in zip(names, results):
+        assert (out / "notebooks" / f"{name}.ipynb").is_file()
+        assert (path.parent / "classifier").is_dir()
+        record = json.loads(path.read_text())
+        assert record["variant"] == "ft" and record["parameters"]["overrides"]["data.train_per_class"] == "4"
+    assert capsys.readouterr().out.count("ran  snips2") == 2
+    mtimes = [p.stat().st_mtime_ns for p in results]
+
+    assert main([*base, "--seeds", "2"]) == 0  # everything is done: nothing reruns
+    assert capsys.readouterr().out.count("skipped  snips2") == 2
+    assert [p.stat().st_mtime_ns for p in results] == mtimes
+
+    assert main([*base, "--seeds", "1", "--overwrite"]) == 0  # reruns seed 0 only
+    assert "ran  snips2__all-MiniLM-L6-v2__ft__seed0" in capsys.readouterr().out
+    assert results[0].stat().st_mtime_ns != mtimes[0] and results[1].stat().st_mtime_ns == mtimes[1]
+
+    accuracies = [100 * json.loads(p.read_text())["accuracy"] for p in results]
+    wide = pd.read_csv(out / "table4.csv")
+    assert list(wide.columns) == ["dataset", "model", "ft mean", "ft std", "ft paper", "ft diff"]
+    row = wide.iloc[0]
+    assert (row["dataset"], row["model"]) == ("snips2", "all-MiniLM-L6-v2")
+    assert row["ft mean"] == pytest.approx(sum(accuracies) / 2, abs=0.01)
+    assert row["ft std"] == pytest.approx(pd.Series(accuracies).std(), abs=0.01)
+    assert row["ft paper"] == 93.86 and row["ft diff"] == pytest.approx(row["ft mean"] - 93.86, abs=0.02)
+    assert "(paper 93.86, Δ" in (out / "table4.md").read_text() and "seeds (0,1)" in (out / "table4.md").read_text()
+    assert (out / "table4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.rglob("*.partial*")) and not list(out.glob(".*tmp"))
