@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -157,48 +155,3 @@ def test_plot_confusion_matrix_writes_counts():
     assert [t.get_text() for t in ax.texts] == ["5", "1", "0", "7"]
     assert np.array_equal(ax.images[0].get_array(), [[5, 1], [0, 7]])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["p", "q"]
-
-
-class _FakeBody:
-    def __init__(self, tag):
-        self.tag = tag
-
-    def save_pretrained(self, path, safe_serialization=True):
-        (json_path := __import__("pathlib").Path(path, "modules.json")).write_text(json.dumps({"tag": self.tag}))
-        assert json_path.is_file()
-
-
-def test_cached_body_trains_once_then_loads(tmp_path, monkeypatch):
-    import threephase.models
-
-    loaded_from = []
-    monkeypatch.setattr(threephase.models, "load_body", lambda path: loaded_from.append(path) or "loaded")
-    calls = []
-
-    def train():
-        calls.append(1)
-        return _FakeBody(len(calls)), {"loss_history": [{"step": 1, "loss": 2.0}], "wall_time_s": 1.0}
-
-    path = tmp_path / "snips2-0-dae"
-    body, report, loaded = viz.cached_body(path, train, {"lr": 5e-5})
-    assert isinstance(body, _FakeBody) and not loaded and calls == [1]
-    body, report, loaded = viz.cached_body(path, train, {"lr": 5e-5})
-    assert body == "loaded" and loaded and calls == [1] and loaded_from == [str(path)]
-    assert report["loss_history"] == [{"step": 1, "loss": 2.0}]
-    # Other settings: the cached body is stale, so it is trained again and replaced.
-    body, _, loaded = viz.cached_body(path, train, {"lr": 1e-5})
-    assert not loaded and calls == [1, 1]
-    assert json.loads((path / "threephase_cache.json").read_text())["settings"] == {"lr": 1e-5}
-
-
-def test_cache_key_changes_with_the_phase_settings():
-    from threephase import preset_config
-
-    config = preset_config("cpu", "snips2", seed=0)
-    key = viz.cache_key(config, "dae")
-    assert key["dae"]["deletion_ratio"] == config.dae.deletion_ratio and "cl" not in key
-    assert "imbalance" in viz.cache_key(config, "dae", "cl")
-    config.data.test_per_class = 3  # test data does not change a trained body
-    assert viz.cache_key(config, "dae") == key
-    config.dae.deletion_ratio = 0.3
-    assert viz.cache_key(config, "dae") != key

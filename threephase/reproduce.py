@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import pandas as pd
 from .config import VARIANTS, apply_overrides, parse_set_options
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, preset_config
-from .records import atomic_write_text
+from .records import atomic_write_bytes, atomic_write_text
 
 NOTEBOOK = "06_reproduce.ipynb"
 TABLE3_VARIANTS = ("three-phase", "joint", "ft")
@@ -258,20 +257,6 @@ def plot_variants(df: pd.DataFrame, title: str | None = None):
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(title or f"Table {df.attrs.get('table', '')}: mean ± std over seeds; black markers = the paper")
     return fig
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` under a temporary name beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=Path(path).parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_tables(records, table: int, out: str | os.PathLike) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """Plots and small analyses for the book's notebooks: class sizes and the resize curve, embedding geometry, loss and
-FT curves, confusion matrices, and a cache of trained bodies ("load if present, else train").
+FT curves, confusion matrices. (Caching trained bodies and runs is in :mod:`threephase.notebook`.)
 
 Every plotting function draws on the ``ax`` it is given (or a new figure) and returns the axes or figure, so that the
 caller can inspect or save it. Matplotlib is imported lazily; ipywidgets only by :func:`resize_widget`.
@@ -7,17 +7,13 @@ caller can inspect or save it. Matplotlib is imported lazily; ipywidgets only by
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .imbalance import crossing_point, resize_curve, resize_ratios, resized_sizes
-from .records import atomic_dir
 
 
 def _axes(ax, figsize=(6, 3.5)):
@@ -235,40 +231,3 @@ def plot_confusion_matrix(matrix, label_names: Sequence[str], ax=None):
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     return ax
-
-
-def cache_key(config, *phases: str) -> dict[str, Any]:
-    """What a cached body depends on: model, length, pooling, seed, the training data and the settings of
-    ``phases`` (``"dae"``, ``"cl"``; ``"cl"`` adds the imbalance settings) of a :class:`~threephase.RunConfig`."""
-    data = {k: getattr(config.data, k) for k in ("dataset", "data_dir", "train_per_class", "max_train_samples",
-                                                  "validation_fraction")}
-    key = {"model": config.model_name_or_path, "max_seq_length": config.max_seq_length, "pooling": config.pooling,
-           "seed": config.seed, "data": data}
-    for phase in phases:
-        key[phase] = asdict(getattr(config, phase))
-        if phase == "cl":
-            key["imbalance"] = asdict(config.imbalance)
-    return key
-
-
-def cached_body(path: str | Path, train_fn: Callable[[], tuple[Any, dict]], settings: Mapping[str, Any] | None = None):
-    """Load a body saved at ``path`` when it was trained with the same ``settings``; otherwise call ``train_fn()``
-    (which returns ``(body, report)``) and save the body, its report and the settings there.
-
-    Returns ``(body, report, loaded)``, ``loaded`` True when the body came from the cache. The report (loss
-    history, wall time) is kept as JSON beside the body, so that curves can be drawn either way."""
-    from .models import load_body
-
-    path = Path(path)
-    settings = json.loads(json.dumps(dict(settings or {}), default=str))
-    saved = path / "threephase_cache.json"
-    if saved.is_file() and (path / "modules.json").is_file():
-        record = json.loads(saved.read_text())
-        if record.get("settings") == settings:
-            return load_body(str(path)), record["report"], True
-    body, report = train_fn()
-    report = json.loads(json.dumps(report, default=str))
-    with atomic_dir(path) as tmp:
-        body.save_pretrained(str(tmp), safe_serialization=True)
-        (tmp / "threephase_cache.json").write_text(json.dumps({"settings": settings, "report": report}, indent=2))
-    return body, report, False

@@ -1,0 +1,97 @@
+"""The notebooks' shared helpers: a config from their parameters, and "load if saved, else train" for bodies and
+runs (real, tiny training on snips2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_config
+
+from threephase import ThreePhaseError, notebook, preset_config
+
+
+def test_notebook_config_applies_the_parameters_and_keeps_the_preset_for_none():
+    config = notebook.notebook_config("cpu", "snips2", seed=3, variant="joint",
+                                      settings={"data.train_per_class": 16, "data.test_per_class": None,
+                                                "max_seq_length": 32, "ft.num_train_epochs": 2})
+    preset = preset_config("cpu", "snips2")
+    assert (config.seed, config.variant, config.data.train_per_class, config.max_seq_length) == (3, "joint", 16, 32)
+    assert config.data.test_per_class == preset.data.test_per_class
+    # A maximum of 2 epochs below the preset's minimum lowers the minimum with it.
+    assert preset.ft.min_epochs > 2 and config.ft.num_train_epochs == config.ft.min_epochs == 2
+    with pytest.raises(ThreePhaseError, match="Unknown setting"):
+        notebook.notebook_config("cpu", "snips2", settings={"ft.learning_rat": 1e-5})
+
+
+def test_cl_body_reuses_the_phase_1_body_and_retrains_only_what_changed(tmp_path, tiny_data):
+    config = tiny_config("three-phase", seed=2)
+    body, report, loaded = notebook.cl_body(config, tiny_data, tmp_path)
+    assert not loaded and report["num_pairs"] > 0
+    dae_record = tmp_path / "snips2-2-dae" / "threephase_cache.json"
+    cl_record = tmp_path / "snips2-2-cl" / "threephase_cache.json"
+    assert dae_record.is_file() and cl_record.is_file()
+    first_dae = dae_record.stat().st_mtime_ns
+
+    again, report_again, loaded = notebook.cl_body(config, tiny_data, tmp_path)
+    assert loaded and report_again == report
+    text = tiny_data["test"]["text"][:3]
+    assert (again.encode(text) == body.encode(text)).all()
+
+    config.cl.learning_rate *= 2  # phase 2 changes, phase 1 does not
+    _, _, loaded = notebook.cl_body(config, tiny_data, tmp_path)
+    assert not loaded and dae_record.stat().st_mtime_ns == first_dae
+    assert json.loads(cl_record.read_text())["settings"]["cl"]["learning_rate"] == config.cl.learning_rate
+
+
+def test_cached_run_loads_a_finished_run_with_the_same_config(tmp_path, tiny_data):
+    config = tiny_config("ft", seed=1, output_dir=str(tmp_path / "run"))
+    metrics, loaded = notebook.cached_run(config, tiny_data)
+    assert not loaded and 0 <= metrics["accuracy"] <= 1
+    again, loaded = notebook.cached_run(config, tiny_data)
+    assert loaded and again == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    config.ft.learning_rate *= 2
+    assert notebook.cached_run(config, tiny_data)[1] is False
+
+
+class _FakeBody:
+    def __init__(self, tag):
+        self.tag = tag
+
+    def save_pretrained(self, path, safe_serialization=True):
+        (json_path := __import__("pathlib").Path(path, "modules.json")).write_text(json.dumps({"tag": self.tag}))
+        assert json_path.is_file()
+
+
+def test_cached_body_trains_once_then_loads(tmp_path, monkeypatch):
+    import threephase.models
+
+    loaded_from = []
+    monkeypatch.setattr(threephase.models, "load_body", lambda path: loaded_from.append(path) or "loaded")
+    calls = []
+
+    def train():
+        calls.append(1)
+        return _FakeBody(len(calls)), {"loss_history": [{"step": 1, "loss": 2.0}], "wall_time_s": 1.0}
+
+    path = tmp_path / "snips2-0-dae"
+    body, report, loaded = notebook.cached_body(path, train, {"lr": 5e-5})
+    assert isinstance(body, _FakeBody) and not loaded and calls == [1]
+    body, report, loaded = notebook.cached_body(path, train, {"lr": 5e-5})
+    assert body == "loaded" and loaded and calls == [1] and loaded_from == [str(path)]
+    assert report["loss_history"] == [{"step": 1, "loss": 2.0}]
+    # Other settings: the cached body is stale, so it is trained again and replaced.
+    body, _, loaded = notebook.cached_body(path, train, {"lr": 1e-5})
+    assert not loaded and calls == [1, 1]
+    assert json.loads((path / "threephase_cache.json").read_text())["settings"] == {"lr": 1e-5}
+
+
+def test_cache_key_changes_with_the_phase_settings():
+    config = preset_config("cpu", "snips2", seed=0)
+    key = notebook.cache_key(config, "dae")
+    assert key["dae"]["deletion_ratio"] == config.dae.deletion_ratio and "cl" not in key
+    assert "imbalance" in notebook.cache_key(config, "dae", "cl")
+    config.data.test_per_class = 3  # test data does not change a trained body
+    assert notebook.cache_key(config, "dae") == key
+    config.dae.deletion_ratio = 0.3
+    assert notebook.cache_key(config, "dae") != key

@@ -1,0 +1,122 @@
+"""What the book's notebooks share: a run config from their parameters, and "load a saved result if present, else
+train" for the body after phase 1 / DAE, the body after phase 2 / CL, and whole runs.
+
+Reruns of a notebook (and the book build) then only pay for what changed. A saved result is reused only when it was
+made with the same settings (:func:`cache_key`); otherwise it is trained again and replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, apply_overrides
+from .presets import preset_config
+from .records import atomic_dir
+
+
+def notebook_config(preset: str, dataset: str | None, model: str | None = None, *, seed: int = 0,
+                    device: str | None = None, variant: str = "three-phase",
+                    settings: Mapping[str, Any] | None = None) -> RunConfig:
+    """The preset's :class:`~threephase.RunConfig` with a notebook's parameters applied.
+
+    ``settings`` holds dotted names (``{"data.train_per_class": 16, "max_seq_length": 32}``); a ``None`` value keeps
+    the preset's. A ``ft.num_train_epochs`` below the preset's ``ft.min_epochs`` lowers that minimum too, so that a
+    short run is still a valid one.
+    """
+    config = preset_config(preset, dataset, model, variant=variant, seed=seed, device=device)
+    chosen = {key: value for key, value in (settings or {}).items() if value is not None}
+    config = apply_overrides(config, chosen)
+    if "ft.num_train_epochs" in chosen and "ft.min_epochs" not in chosen:
+        config.ft.min_epochs = min(config.ft.min_epochs, config.ft.num_train_epochs)
+    return config.validate()
+
+
+def cache_key(config: RunConfig, *phases: str) -> dict[str, Any]:
+    """What a cached body depends on: model, length, pooling, seed, the training data and the settings of
+    ``phases`` (``"dae"``, ``"cl"``; ``"cl"`` adds the imbalance settings) of a :class:`~threephase.RunConfig`."""
+    data = {k: getattr(config.data, k) for k in ("dataset", "data_dir", "train_per_class", "max_train_samples",
+                                                  "validation_fraction")}
+    key = {"model": config.model_name_or_path, "max_seq_length": config.max_seq_length, "pooling": config.pooling,
+           "seed": config.seed, "data": data}
+    for phase in phases:
+        key[phase] = asdict(getattr(config, phase))
+        if phase == "cl":
+            key["imbalance"] = asdict(config.imbalance)
+    return key
+
+
+def cached_body(path: str | Path, train_fn: Callable[[], tuple[Any, dict]], settings: Mapping[str, Any] | None = None):
+    """Load a body saved at ``path`` when it was trained with the same ``settings``; otherwise call ``train_fn()``
+    (which returns ``(body, report)``) and save the body, its report and the settings there.
+
+    Returns ``(body, report, loaded)``, ``loaded`` True when the body came from the cache. The report (loss
+    history, wall time) is kept as JSON beside the body, so that curves can be drawn either way."""
+    from .models import load_body
+
+    path = Path(path)
+    settings = json.loads(json.dumps(dict(settings or {}), default=str))
+    saved = path / "threephase_cache.json"
+    if saved.is_file() and (path / "modules.json").is_file():
+        record = json.loads(saved.read_text())
+        if record.get("settings") == settings:
+            return load_body(str(path)), record["report"], True
+    body, report = train_fn()
+    report = json.loads(json.dumps(report, default=str))
+    with atomic_dir(path) as tmp:
+        body.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / "threephase_cache.json").write_text(json.dumps({"settings": settings, "report": report}, indent=2))
+    return body, report, False
+
+
+def fresh_body(config: RunConfig):
+    """The untrained body of ``config``: its model with its pooling and maximum length."""
+    from .models import load_body
+
+    return load_body(config.model_name_or_path, pooling=config.pooling, max_seq_length=config.max_seq_length,
+                     device=config.device)
+
+
+def _cache_path(cache_dir: str | Path, config: RunConfig, phase: str) -> Path:
+    name = config.data.dataset or Path(str(config.data.data_dir or "data")).stem
+    return Path(cache_dir) / f"{name}-{config.seed}-{phase}"
+
+
+def dae_body(config: RunConfig, data, cache_dir: str | Path):
+    """The body after phase 1 / DAE on ``data["train"]``, from ``cache_dir`` or trained; ``(body, report, loaded)``."""
+    from .phases import train_dae
+
+    def train():
+        body = fresh_body(config)
+        return body, train_dae(body, data["train"]["text"], config.dae, seed=config.seed,
+                               logging_steps=config.logging_steps, device=config.device)
+
+    return cached_body(_cache_path(cache_dir, config, "dae"), train, cache_key(config, "dae"))
+
+
+def cl_body(config: RunConfig, data, cache_dir: str | Path):
+    """The body after phase 1 / DAE and phase 2 / CL, from ``cache_dir`` or trained on the (cached) phase-1 body;
+    ``(body, report of phase 2, loaded)``."""
+    from .phases import train_cl
+
+    def train():
+        body = dae_body(config, data, cache_dir)[0]
+        return body, train_cl(body, data["train"]["text"], data["train"]["label"], config.cl, config.imbalance,
+                              seed=config.seed, logging_steps=config.logging_steps, device=config.device)
+
+    return cached_body(_cache_path(cache_dir, config, "cl"), train, cache_key(config, "dae", "cl"))
+
+
+def cached_run(config: RunConfig, data=None) -> tuple[dict[str, Any], bool]:
+    """The metrics of the run folder ``config.output_dir`` when it was made with exactly ``config``; otherwise
+    :func:`~threephase.run` it (replacing the folder). Returns ``(metrics, loaded)``."""
+    from .pipeline import run
+
+    folder = Path(config.output_dir)
+    if (folder / "metrics.json").is_file() and (folder / "config.json").is_file():
+        if RunConfig.from_json_file(folder / "config.json").to_dict() == config.to_dict():
+            return json.loads((folder / "metrics.json").read_text()), True
+    return run(config, data=data, overwrite=True), False
