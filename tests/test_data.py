@@ -118,3 +118,51 @@ def test_unknown_dataset_and_unreachable_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ThreePhaseError, match="offline"):
         load_data(dataset="snips")
+
+
+def fake_hub(monkeypatch, splits, label_feature):
+    """Stand in for ``datasets.load_dataset`` (the Hub is unreachable here) and record how it was called."""
+    import datasets
+
+    calls = []
+
+    def load_dataset(hub_id, revision=None):
+        calls.append((hub_id, revision))
+        features = datasets.Features({"text": datasets.Value("string"), "category": label_feature})
+        return datasets.DatasetDict(
+            {s: datasets.Dataset.from_pandas(pd.DataFrame(r, columns=["text", "category"]), features=features)
+             for s, r in splits.items()}
+        )
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_snips2_from_the_hub_halves_its_test_split_into_validation_and_test(monkeypatch):
+    import datasets
+
+    classes = ["PlayMusic", "GetWeather", "RateBook"]
+    calls = fake_hub(monkeypatch, {"train": rows(10, classes), "test": rows(10, classes)}, datasets.Value("string"))
+    data = load_data(dataset="snips2", seed=3)
+    assert calls == [("benayas/snips", None)]
+    assert len(data["train"]) == 30 and len(data["validation"]) == 15 and len(data["test"]) == 15
+    assert set(data["validation"]["text"]).isdisjoint(data["test"]["text"])
+    assert set(data["validation"]["text"]) | set(data["test"]["text"]) == {t for t, _ in rows(10, classes)}
+    assert sorted(class_sizes(data["validation"]).values()) == [5, 5, 5]
+
+
+def test_script_datasets_load_from_the_hubs_parquet_conversion_with_their_label_names(monkeypatch):
+    import datasets
+
+    feature = datasets.ClassLabel(names=[f"intent{i}" for i in range(4)])
+    calls = fake_hub(monkeypatch, {"train": rows(10, range(4))}, feature)
+    data = load_data(dataset="snips", seed=0)
+    assert calls == [("sonos-nlu-benchmark/snips_built_in_intents", "refs/convert/parquet")]
+    assert data["train"].features["label"].names == feature.names
+    assert len(data["train"]) + len(data["validation"]) + len(data["test"]) == 40
+
+    calls = fake_hub(monkeypatch, {s: rows(4, [0, 1]) for s in ("train", "validation", "test")}, datasets.Value("int64"))
+    data = load_data(dataset="sst2")
+    assert calls == [("SetFit/sst2", None)]
+    assert data["test"].features["label"].names == ["negative", "positive"]

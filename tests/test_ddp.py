@@ -1,4 +1,4 @@
-"""Phases run unchanged under torchrun: two CPU processes (gloo) train one model in step."""
+"""Phases run unchanged under torchrun: two CPU processes (gloo) train one model in step; a frozen body gets a clear error."""
 
 import json
 import os
@@ -22,3 +22,4 @@ def test_two_process_ddp_keeps_weights_in_sync(tmp_path, data_dir):
     assert ranks[0]["body"] == pytest.approx(ranks[1]["body"], rel=1e-9)
     assert ranks[0]["head"] == pytest.approx(ranks[1]["head"], rel=1e-9)
     assert ranks[0]["cl_steps"] == ranks[1]["cl_steps"] > 0
+    assert "freeze_body" in ranks[0]["frozen_error"] and "one process" in ranks[0]["frozen_error"]

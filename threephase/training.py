@@ -22,6 +22,8 @@ from sentence_transformers.sentence_transformer.training_args import SentenceTra
 from transformers import TrainerCallback
 from transformers.utils import logging as hf_logging
 
+from .errors import ThreePhaseError
+
 
 def seed_everything(seed: int) -> None:
     """One seed for python, numpy and torch (noise, resizing and pairing take their own seeded generators)."""
@@ -99,6 +101,14 @@ def train(
     callbacks: list[TrainerCallback] | None = None,
 ) -> dict[str, Any]:
     """Train ``body`` in place with ``loss`` on ``dataset``; return the loss history and wall time."""
+    several_cpu_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1 and (args.use_cpu or not torch.cuda.is_available())
+    if several_cpu_processes and not any(p.requires_grad for p in body.parameters()):
+        # On GPUs accelerate leaves a model without trainable weights unwrapped; on CPU it wraps it in DDP anyway,
+        # which torch refuses deep inside the trainer.
+        raise ThreePhaseError(
+            "A frozen body (freeze_body=True) cannot train in several CPU processes: DDP on CPU needs trainable body "
+            "weights. Run one process (a frozen body makes phase 3 cheap), or use GPUs, or set freeze_body=False."
+        )
     start = time.perf_counter()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_warning()  # the trainer's info lines drown the progress bar
