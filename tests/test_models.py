@@ -30,3 +30,16 @@ def test_pooling_setting_and_auto_length():
     assert 8 <= length <= 512
     with pytest.raises(ThreePhaseError, match="pooling"):
         with_pooling(body, "median")
+
+
+def test_pickled_weights_are_refused_with_a_clear_error(tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(packaged_model_path(), tmp_path / "pickled")
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ThreePhaseError, match="no safetensors weights"):
+        load_body(str(folder))

@@ -25,6 +25,7 @@ from torch import nn
 
 from .errors import ThreePhaseError
 from .model_card import model_card
+from .models import open_body
 from .records import atomic_dir, atomic_write_text
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -152,8 +153,9 @@ class ThreePhaseClassifier:
                 raise ThreePhaseError(f"No classifier at {str(path)!r}: give a run or classifier folder, or a Hub id.")
             from huggingface_hub import snapshot_download
 
+            # Weights as safetensors only, no code; *.model covers sentencepiece tokenizers.
             path = Path(snapshot_download(str(path_or_repo_id), revision=revision, token=token,
-                                          allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "body/**"]))
+                                          allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model"]))
         if (path / "classifier" / "config.json").is_file():
             path = path / "classifier"
         if not (path / "config.json").is_file() or not (path / "head.safetensors").is_file():
@@ -162,7 +164,7 @@ class ThreePhaseClassifier:
                 "pass the folder that ThreePhaseClassifier.save_pretrained or `threephase run` wrote."
             )
         config = json.loads((path / "config.json").read_text())
-        body = SentenceTransformer(str(path / "body"), device=device or "cpu", trust_remote_code=False)
+        body = open_body(str(path / "body"), device=device)
         head = MLPHead(**config["head"])
         head.load_state_dict(load_file(str(path / "head.safetensors")))
         labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]

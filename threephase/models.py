@@ -67,12 +67,18 @@ def load_body(
     """
     resolved = resolve_model(name_or_path)
     try:
-        body = SentenceTransformer(resolved, device=device or "cpu", trust_remote_code=trust_remote_code)
+        body = open_body(resolved, device=device, trust_remote_code=trust_remote_code)
     except OSError as err:
         packaged = packaged_model_path() if name_or_path in PACKAGED_MODELS else None
+        if "safetensors" in str(err):
+            raise ThreePhaseError(
+                f"Model {name_or_path!r} has no safetensors weights, and threephase does not read pickled weights "
+                "(.bin files can run code when loaded). Use a model that ships model.safetensors, or convert a "
+                "model you trust: load it with transformers and call save_pretrained (which writes safetensors)."
+            ) from None
         if packaged:
             logger.warning("Could not reach the Hub for %s (%s); using the packaged copy.", name_or_path, err)
-            body = SentenceTransformer(packaged, device=device or "cpu")
+            body = open_body(packaged, device=device)
         else:
             raise ThreePhaseError(
                 f"Could not load model {name_or_path!r}: {err}. If the Hugging Face Hub is unreachable, download the "
@@ -86,6 +92,12 @@ def load_body(
     if device is not None:
         body.to(device)
     return body
+
+
+def open_body(path_or_id: str, *, device: str | None = None, trust_remote_code: bool = False) -> SentenceTransformer:
+    """A sentence-transformers body from safetensors weights only: pickled ``.bin`` files are never unpickled."""
+    return SentenceTransformer(path_or_id, device=device or "cpu", trust_remote_code=trust_remote_code,
+                               model_kwargs={"use_safetensors": True})
 
 
 def with_pooling(body: SentenceTransformer, mode: str) -> SentenceTransformer:
