@@ -67,6 +67,13 @@ def test_missing_notebook_is_a_clear_error(monkeypatch):
         reproduce.notebook_path()
 
 
+def test_unknown_dataset_fails_before_any_run(tmp_path, capsys, monkeypatch, data_dir):
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)
+    code = main(["reproduce", "--table", "4", "--datasets", "snipz", "--seeds", "1", "--out", str(tmp_path)])
+    assert code == 2 and "Unknown dataset 'snipz'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_bad_setting_fails_before_any_run(tmp_path, capsys):
     code = main(["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--seeds", "1",
                  "--out", str(tmp_path), "--set", "ft.no_such_setting=1"])
@@ -94,6 +101,9 @@ def test_driver_skips_overwrites_and_aggregates(tmp_path, data_dir, monkeypatch,
     assert main([*base, "--seeds", "2"]) == 0  # everything is done: nothing reruns
     assert capsys.readouterr().out.count("skipped  snips2") == 2
     assert [p.stat().st_mtime_ns for p in results] == mtimes
+
+    assert main([*base, "--seeds", "1", "--set", "ft.learning_rate=1e-3"]) == 2  # other settings: not reused
+    assert "other settings" in capsys.readouterr().err and results[0].stat().st_mtime_ns == mtimes[0]
 
     assert main([*base, "--seeds", "1", "--overwrite"]) == 0  # reruns seed 0 only
     assert "ran  snips2__all-MiniLM-L6-v2__ft__seed0" in capsys.readouterr().out

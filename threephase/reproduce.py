@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .config import VARIANTS, apply_overrides, parse_set_options
+from .data import DATA_DIR_ENV, DATASETS
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, preset_config
 from .records import atomic_write_bytes, atomic_write_text
@@ -146,10 +147,16 @@ def run_cell(cell: dict[str, Any], out: str | os.PathLike, overrides: dict[str, 
     name = run_name(cell)
     run_dir, output_nb = out / "runs" / name, out / "notebooks" / f"{name}.ipynb"
     results = run_dir / "results.json"
-    if results.is_file() and not overwrite:
-        return {"name": name, "status": "skipped", "record": json.loads(results.read_text())}
-    output_nb.parent.mkdir(parents=True, exist_ok=True)
     params = {**cell, **(parameters or {}), "overrides": json.dumps(overrides or {}), "output_dir": str(run_dir)}
+    if results.is_file() and not overwrite:
+        record = json.loads(results.read_text())
+        changed = _changed_settings(record.get("parameters", {}), params)
+        if changed:
+            return {"name": name, "status": "failed", "notebook": str(output_nb),
+                    "error": f"it finished earlier with other settings ({changed}); rerun it with --overwrite, or "
+                             "choose another --out"}
+        return {"name": name, "status": "skipped", "record": record}
+    output_nb.parent.mkdir(parents=True, exist_ok=True)
     source = notebook_path()
     partial = output_nb.with_name(f".{name}.partial.ipynb")
     logging.getLogger("papermill").setLevel(logging.WARNING)
@@ -165,6 +172,15 @@ def run_cell(cell: dict[str, Any], out: str | os.PathLike, overrides: dict[str, 
     os.replace(partial, output_nb)
     return {"name": name, "status": "ran", "seconds": time.perf_counter() - start,
             "record": json.loads(results.read_text()), "notebook": str(output_nb)}
+
+
+def _changed_settings(saved: dict[str, Any], params: dict[str, Any]) -> str:
+    """The settings in which a finished run's notebook parameters differ from this call's ("" if none).
+
+    ``device`` and ``output_dir`` may differ: they change where a run ran, not what it computed."""
+    wanted = {**params, "overrides": json.loads(params["overrides"])}
+    keys = sorted(k for k in wanted if k not in ("device", "output_dir") and saved.get(k) != wanted[k])
+    return ", ".join(f"{k}: {saved.get(k)!r} then, {wanted[k]!r} now" for k in keys)
 
 
 def load_records(records: str | os.PathLike | list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -312,8 +328,21 @@ def reproduce_command(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     split = lambda text: [s.strip() for s in text.split(",") if s.strip()] if text else None  # noqa: E731
-    runs = grid(args.table, split(args.datasets), split(args.models), split(args.variants), args.seeds, args.preset)
+    # papermill runs the notebook in notebooks/, so relative paths must be made absolute here.
+    if os.environ.get(DATA_DIR_ENV):
+        os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).expanduser().resolve())
+    models = [str(Path(m).resolve()) if Path(m).expanduser().is_dir() else m for m in split(args.models) or []]
+    runs = grid(args.table, split(args.datasets), models or None, split(args.variants), args.seeds, args.preset)
     overrides = parse_set_options(args.set)
+    if overrides.get("data.data_dir"):
+        overrides["data.data_dir"] = str(Path(overrides["data.data_dir"]).expanduser().resolve())
+    data_dir = os.environ.get(DATA_DIR_ENV)
+    for dataset in {r["dataset"] for r in runs} - set(DATASETS):
+        if not overrides.get("data.data_dir") and not (data_dir and (Path(data_dir) / dataset).is_dir()):
+            raise ThreePhaseError(
+                f"Unknown dataset {dataset!r}: choose among {', '.join(DATASETS)}, or put a {dataset}/ folder "
+                f"(train.csv, ...) in ${DATA_DIR_ENV}" + (f" ({data_dir})." if data_dir else ", which is not set.")
+            )
     for dataset, model in {(r["dataset"], r["model"]) for r in runs}:  # a bad --set fails before any run
         apply_overrides(preset_config(args.preset, dataset, model), overrides).validate()
     notebook_path()
@@ -328,10 +357,16 @@ def reproduce_command(args: argparse.Namespace) -> int:
             tqdm.write(f"{result['status']:>7}  {result['name']}{extra}")
             if result["status"] == "failed":
                 failed.append(f"{result['name']} ({result['error'].splitlines()[0]}; see {result['notebook']})")
-    df = write_tables(out, args.table, out)
+    failure = ThreePhaseError(f"{len(failed)} run(s) failed: " + "; ".join(failed) +
+                              ". Fix the cause and rerun the same command: finished runs are skipped.")
+    try:
+        df = write_tables(out, args.table, out)
+    except ThreePhaseError:
+        if failed:  # no table because every run failed: say why they failed
+            raise failure from None
+        raise
     print(to_markdown(df))
     print(f"Wrote {out}/table{args.table}.md, .csv and .png")
     if failed:
-        raise ThreePhaseError(f"{len(failed)} run(s) failed: " + "; ".join(failed) +
-                              ". Fix the cause and rerun the same command: finished runs are skipped.")
+        raise failure
     return 0
