@@ -160,3 +160,18 @@ def test_pair_dataset_caps_requests_on_tiny_data(caplog):
     assert info["num_pairs"] == len(dataset) == 66 // 2
     assert "distinct pairs exist" in caplog.text
     assert set(dataset["score"]) == {0.0, 1.0}
+
+
+def test_joint_rows_draw_fresh_noise_instead_of_repeating_it():
+    from threephase import CLConfig, DAEConfig
+    from threephase.phases import joint_dataset
+
+    texts = [f"sentence number {i} has quite a few words in it for the noise to delete" for i in range(12)]
+    labels = [i % 3 for i in range(12)]
+    dataset, info = joint_dataset(texts, labels, DAEConfig(num_train_epochs=1, deletion_ratio=0.6),
+                                  CLConfig(pair_multiplier=4), None, seed=0)
+    assert info["num_pairs"] > len(texts)  # more pairs than texts: the DAE side needs more rows
+    assert len(dataset) == info["examples"] and info["num_pairs"] <= len(dataset) < info["num_pairs"] + len(texts)
+    noisy_copies = list(zip(dataset["noisy"], dataset["text"]))
+    assert len(set(noisy_copies)) > len(texts), "the DAE rows repeat the same noisy copies"
+    assert set(dataset["text"]) == set(texts)

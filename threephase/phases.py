@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -122,16 +123,15 @@ def train_cl(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[i
     return train(body, dataset, CosineSimilarityLoss(body), args) | info
 
 
-def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], dae: DAEConfig,
-                cl: CLConfig, imbalance: ImbalanceConfig | None = None, *, seed: int = 42,
-                output_dir: str | None = None, logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
-    """Joint: every step takes a DAE batch and a pair batch, sums the two losses, makes one optimizer step.
+def joint_dataset(texts: Sequence[str], labels: Sequence[int], dae: DAEConfig, cl: CLConfig,
+                  imbalance: ImbalanceConfig | None, seed: int) -> tuple[Dataset, dict[str, Any]]:
+    """One row per Joint step input: a DAE example (noisy, text) beside a pair (sentence1, sentence2, score).
 
-    The shorter of the two datasets is cycled so that both are seen in full. The CL settings (learning rate,
-    batch size) drive the shared optimizer.
-    """
-    noisy = dae_dataset(texts, dae.deletion_ratio, dae.num_train_epochs, seed)
+    The pairs are cycled when the DAE rows outnumber them; when the pairs are more, the texts are repeated with
+    fresh noise (never the same noisy copy twice)."""
     pairs, info = pair_dataset(texts, labels, imbalance, cl, seed)
+    repetitions = max(dae.num_train_epochs, math.ceil(len(pairs) / max(len(texts), 1)))
+    noisy = dae_dataset(texts, dae.deletion_ratio, repetitions, seed)
     rows = max(len(noisy), len(pairs))
     take = lambda ds: list(itertools.islice(itertools.cycle(range(len(ds))), rows))  # noqa: E731
     noisy, pairs = noisy.select(take(noisy)), pairs.select(take(pairs))
@@ -139,5 +139,15 @@ def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequenc
         "noisy": noisy["noisy"], "text": noisy["text"],
         "sentence1": pairs["sentence1"], "sentence2": pairs["sentence2"], "score": pairs["score"],
     })
+    return dataset, info | {"examples": rows}
+
+
+def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], dae: DAEConfig,
+                cl: CLConfig, imbalance: ImbalanceConfig | None = None, *, seed: int = 42,
+                output_dir: str | None = None, logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
+    """Joint: every step takes a DAE batch and a pair batch, sums the two losses, makes one optimizer step.
+
+    The CL settings (learning rate, batch size) drive the shared optimizer."""
+    dataset, info = joint_dataset(texts, labels, dae, cl, imbalance, seed)
     args = training_arguments(cl, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device)
-    return train(body, dataset, JointLoss(body), args) | info | {"examples": rows}
+    return train(body, dataset, JointLoss(body), args) | info
