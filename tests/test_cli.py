@@ -87,6 +87,13 @@ def bad_case(case, tmp_path, data_dir):
         return ["--dataset", "snips2", "--data-dir", data_dir, *common, "--model", "someone/not-cached-model"]
     if case == "unknown setting":
         return ["--dataset", "snips2", *common, "--set", "ft.learning_rat=1"]
+    if case == "labels.json broken":
+        write_csv(folder, "train.csv", good_frame())
+        (folder / "labels.json").write_text('["a", "b"')
+        return ["--data-dir", str(folder), *common]
+    if case == "output is a file":
+        (tmp_path / "a-file").write_text("not a folder")
+        return ["--dataset", "snips2", "--data-dir", data_dir, "--output", str(tmp_path / "a-file")]
     raise AssertionError(case)
 
 
@@ -106,6 +113,8 @@ def bad_case(case, tmp_path, data_dir):
         ("model path missing", "does not exist"),
         ("hub model unreachable", "HF_HUB_OFFLINE"),
         ("unknown setting", "Unknown setting"),
+        ("labels.json broken", "not valid JSON"),
+        ("output is a file", "is a file, not a folder"),
     ],
 )
 def test_bad_input_gets_one_clear_error(case, message, tmp_path, data_dir, capsys, monkeypatch):

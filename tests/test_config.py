@@ -60,6 +60,8 @@ def test_unknown_setting_is_named():
         ({"imbalance.max_ratio": 0}, "positive"),
         ({"dae.deletion_ratio": 1.0}, r"\[0, 1\)"),
         ({"ft.activation": "swish"}, "activation"),
+        ({"cl.warmup_ratio": 1.5}, "cl.warmup_ratio"),
+        ({"dae.per_device_train_batch_size": 0}, "at least 1"),
     ],
 )
 def test_validate_rejects_bad_settings(overrides, message):

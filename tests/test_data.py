@@ -81,6 +81,15 @@ def test_empty_and_missing_texts_are_dropped_with_a_count(tmp_path, caplog):
     assert "Dropped 3 empty or missing texts from the train split" in caplog.text
 
 
+def test_examples_without_a_label_are_dropped_with_a_count(tmp_path, caplog):
+    train = rows(5, [0, 1]) + [("no label here", None), ("nor here", None)]
+    folder = write_folder(tmp_path / "d", {"train": train, "validation": rows(2, [0, 1]), "test": rows(2, [0, 1])})
+    with caplog.at_level(logging.WARNING):
+        data = load_data(data_dir=str(folder), dataset=None)
+    assert len(data["train"]) == 10
+    assert "Dropped 2 examples without a label from the train split" in caplog.text
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -90,6 +99,7 @@ def test_empty_and_missing_texts_are_dropped_with_a_count(tmp_path, caplog):
         ("label_out_of_range", "do not fit"),
         ("label_not_listed", "not listed"),
         ("single_class", "single class"),
+        ("labels_json_broken", "not valid JSON"),
     ],
 )
 def test_bad_data_is_named(tmp_path, case, message):
@@ -106,6 +116,9 @@ def test_bad_data_is_named(tmp_path, case, message):
         write_folder(folder, {s: [(t, "xyz"[lab]) for t, lab in r] for s, r in good.items()}, labels=["x"])
     elif case == "single_class":
         write_folder(folder, good | {"validation": rows(2, [1])})
+    elif case == "labels_json_broken":
+        write_folder(folder, good)
+        (folder / "labels.json").write_text('["x", "y"')
     path = str(tmp_path / "nowhere") if case == "missing_dir" else str(folder)
     with pytest.raises(ThreePhaseError, match=message):
         load_data(data_dir=path, dataset=None)

@@ -1,7 +1,7 @@
 """threephase: 3-Phase fine-tuning of Transformer text classifiers (López-Ávila & Suárez-Paniagua, EMNLP 2023).
 
-Phase 1 (DAE) adapts the body to the data with TSDAE, phase 2 (CL) clusters the classes with a Siamese
-cosine-similarity loss on pairs after an imbalance-correcting resize, phase 3 (FT) trains a 2-layer MLP head.
+Phase 1 / DAE adapts the body to the data with TSDAE, phase 2 / CL clusters the classes with a Siamese
+cosine-similarity loss on pairs after an imbalance-correcting resize, phase 3 / FT trains a 2-layer MLP head.
 """
 
 from .classifier import MLPHead, ThreePhaseClassifier

@@ -158,10 +158,17 @@ class RunConfig:
             raise ThreePhaseError(
                 f"data.validation_fraction must lie in (0, 1), got {self.data.validation_fraction}."
             )
-        for name in ("learning_rate",):
-            for phase in ("dae", "cl", "ft"):
-                if getattr(getattr(self, phase), name) <= 0:
-                    raise ThreePhaseError(f"{phase}.{name} must be positive.")
+        for phase in ("dae", "cl", "ft"):
+            settings = getattr(self, phase)
+            if settings.learning_rate <= 0:
+                raise ThreePhaseError(f"{phase}.learning_rate must be positive, got {settings.learning_rate}.")
+            if settings.per_device_train_batch_size < 1:
+                raise ThreePhaseError(f"{phase}.per_device_train_batch_size must be at least 1.")
+            if not 0.0 <= settings.warmup_ratio < 1.0:
+                raise ThreePhaseError(
+                    f"{phase}.warmup_ratio must lie in [0, 1) (the fraction of steps spent warming up the "
+                    f"learning rate), got {settings.warmup_ratio}."
+                )
         if self.ft.activation not in (None, "relu", "gelu", "tanh"):
             raise ThreePhaseError(
                 f"Unknown ft.activation {self.ft.activation!r}: use 'relu', 'gelu', 'tanh' or null (no activation)."

@@ -115,7 +115,15 @@ def _load_frames(config: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame]
             )
         frames = {s: _read_table(root / f"{s}.csv", config) for s in SPLITS if (root / f"{s}.csv").is_file()}
         label_file = root / "labels.json"
-    names = json.loads(label_file.read_text()) if label_file.is_file() else None
+    names = None
+    if label_file.is_file():
+        try:
+            names = json.loads(label_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ThreePhaseError(
+                f"{str(label_file)!r} is not valid JSON ({err}): it must hold a list of label names, "
+                'e.g. ["negative", "positive"]. Fix it, or delete it to name the labels after their values.'
+            ) from None
     return _encode_labels(frames, names, str(label_file))
 
 
@@ -138,6 +146,9 @@ def _encode_labels(
     frames: dict[str, pd.DataFrame], names: list[str] | None, where: str
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Map labels to ids 0..K-1, checking them against ``labels.json`` when there is one."""
+    for split, frame in frames.items():
+        if frame["label"].isna().any():
+            logger.warning("Dropped %d examples without a label from the %s split.", int(frame["label"].isna().sum()), split)
     frames = {s: f.dropna(subset=["label"]) for s, f in frames.items()}
     all_labels = pd.concat([f["label"] for f in frames.values()])
     values = all_labels.unique()

@@ -1,4 +1,4 @@
-"""Phase 3 (FT): train the head (and, by default, the body) with early stopping on validation only."""
+"""Phase 3 / FT: train the head (and, by default, the body) with early stopping on validation only."""
 
 from __future__ import annotations
 

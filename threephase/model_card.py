@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 _PHASES = {
-    "three-phase": "phase 1 (DAE) → phase 2 (CL, resized classes) → phase 3 (FT)",
-    "joint": "Joint (L_DAE + L_CL each step, resized classes) → phase 3 (FT)",
-    "dae-ft": "phase 1 (DAE) → phase 3 (FT)",
-    "cl-ft": "phase 2 (CL, resized classes) → phase 3 (FT)",
-    "ft": "phase 3 (FT) only",
-    "extra-imb": "phase 1 (DAE) → phase 2 (CL, resized classes with max_ratio 20) → phase 3 (FT)",
-    "no-imb": "phase 1 (DAE) → phase 2 (CL, no resizing) → phase 3 (FT)",
+    "three-phase": "phase 1 / DAE → phase 2 / CL (resized classes) → phase 3 / FT",
+    "joint": "Joint (L_DAE + L_CL each step, resized classes) → phase 3 / FT",
+    "dae-ft": "phase 1 / DAE → phase 3 / FT",
+    "cl-ft": "phase 2 / CL (resized classes) → phase 3 / FT",
+    "ft": "phase 3 / FT only",
+    "extra-imb": "phase 1 / DAE → phase 2 / CL (resized classes, max ratio 20) → phase 3 / FT",
+    "no-imb": "phase 1 / DAE → phase 2 / CL (no resizing) → phase 3 / FT",
 }
 
 

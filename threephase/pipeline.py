@@ -98,6 +98,8 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     """
     config.validate()
     output = Path(config.output_dir) if config.output_dir else None
+    if output is not None and output.exists() and not output.is_dir():
+        raise ThreePhaseError(f"--output {str(output)!r} is a file, not a folder: choose a folder path for the run.")
     if output is not None and output.exists() and any(output.iterdir()) and not overwrite:
         raise ThreePhaseError(
             f"Output folder {str(output)!r} already holds files: choose another --output, or pass --overwrite."
