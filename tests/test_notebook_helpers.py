@@ -24,6 +24,16 @@ def test_notebook_config_applies_the_parameters_and_keeps_the_preset_for_none():
         notebook.notebook_config("cpu", "snips2", settings={"ft.learning_rat": 1e-5})
 
 
+def test_cpu_defaults_shrink_only_the_cpu_preset_and_yield_to_set_parameters():
+    settings = {"data.train_per_class": None, "data.test_per_class": 7}
+    small = notebook.notebook_config("cpu", "snips2", settings=settings, cpu_defaults=notebook.SMALL)
+    assert small.data.train_per_class == notebook.SMALL["data.train_per_class"]
+    assert small.max_seq_length == notebook.SMALL["max_seq_length"] and small.data.test_per_class == 7
+    paper = notebook.notebook_config("paper", "snips2", settings=settings, cpu_defaults=notebook.SMALL)
+    assert paper.data.train_per_class is None and paper.data.test_per_class == 7
+    assert paper.max_seq_length == preset_config("paper", "snips2").max_seq_length
+
+
 def test_cl_body_reuses_the_phase_1_body_and_retrains_only_what_changed(tmp_path, tiny_data):
     config = tiny_config("three-phase", seed=2)
     body, report, loaded = notebook.cl_body(config, tiny_data, tmp_path)
@@ -95,3 +105,12 @@ def test_cache_key_changes_with_the_phase_settings():
     assert notebook.cache_key(config, "dae") == key
     config.dae.deletion_ratio = 0.3
     assert notebook.cache_key(config, "dae") != key
+
+
+def test_ft_summary_reports_the_best_epoch_of_a_run():
+    report = {"best_epoch": 2, "wall_time_s": 12.5, "epochs": [
+        {"epoch": 1, "validation_accuracy": 0.5}, {"epoch": 2, "validation_accuracy": 0.75},
+        {"epoch": 3, "validation_accuracy": 0.7}]}
+    row = notebook.ft_summary(report, {"accuracy": 0.8, "macro_f1": 0.79})
+    assert row == {"epochs": 3, "best epoch": 2, "validation accuracy": 0.75, "test accuracy": 0.8,
+                   "test macro F1": 0.79, "seconds": 12.5}

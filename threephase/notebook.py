@@ -18,17 +18,27 @@ from .presets import preset_config
 from .records import atomic_dir
 
 
+# Sizes small enough that a phase notebook runs in seconds on a CPU (and the book builds in CI); the ``cpu``
+# preset's own subset (64 per class, length 64) is sized for a full run of a few minutes instead.
+SMALL = {"data.train_per_class": 16, "data.validation_per_class": 8, "data.test_per_class": 20, "max_seq_length": 32}
+
+
 def notebook_config(preset: str, dataset: str | None, model: str | None = None, *, seed: int = 0,
                     device: str | None = None, variant: str = "three-phase",
-                    settings: Mapping[str, Any] | None = None) -> RunConfig:
+                    settings: Mapping[str, Any] | None = None,
+                    cpu_defaults: Mapping[str, Any] | None = None) -> RunConfig:
     """The preset's :class:`~threephase.RunConfig` with a notebook's parameters applied.
 
     ``settings`` holds dotted names (``{"data.train_per_class": 16, "max_seq_length": 32}``); a ``None`` value keeps
-    the preset's. A ``ft.num_train_epochs`` below the preset's ``ft.min_epochs`` lowers that minimum too, so that a
-    short run is still a valid one.
+    the preset's. With the ``cpu`` preset, ``cpu_defaults`` (e.g. :data:`SMALL`) fill the settings left ``None``;
+    the ``paper`` preset ignores them, so that switching the preset alone gives the paper's settings.
+    A ``ft.num_train_epochs`` below the preset's ``ft.min_epochs`` lowers that minimum too, so that a short run is
+    still a valid one.
     """
     config = preset_config(preset, dataset, model, variant=variant, seed=seed, device=device)
     chosen = {key: value for key, value in (settings or {}).items() if value is not None}
+    if preset == "cpu":
+        chosen = {**(cpu_defaults or {}), **chosen}
     config = apply_overrides(config, chosen)
     if "ft.num_train_epochs" in chosen and "ft.min_epochs" not in chosen:
         config.ft.min_epochs = min(config.ft.min_epochs, config.ft.num_train_epochs)
@@ -120,3 +130,14 @@ def cached_run(config: RunConfig, data=None) -> tuple[dict[str, Any], bool]:
         if RunConfig.from_json_file(folder / "config.json").to_dict() == config.to_dict():
             return json.loads((folder / "metrics.json").read_text()), True
     return run(config, data=data, overwrite=True), False
+
+
+def ft_summary(report: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """One row about a phase 3 / FT run: its epochs, best validation epoch and score, test scores and seconds.
+
+    ``report`` is what :func:`~threephase.train_ft` returns, ``metrics`` the test
+    :func:`~threephase.records.classification_metrics`."""
+    best = next(e for e in report["epochs"] if e["epoch"] == report["best_epoch"])
+    return {"epochs": len(report["epochs"]), "best epoch": report["best_epoch"],
+            "validation accuracy": best["validation_accuracy"], "test accuracy": metrics["accuracy"],
+            "test macro F1": metrics["macro_f1"], "seconds": report["wall_time_s"]}
