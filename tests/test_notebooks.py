@@ -3,6 +3,7 @@ and a papermill run of the reproduction notebook records the parameters it was g
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -24,6 +25,8 @@ def test_notebook_structure(path):
     assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code", "exactly one cell tagged `parameters`"
+    names = {t.id for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert {"dataset", "model", "preset", "seed", "device"} <= names, f"parameters cell sets only {sorted(names)}"
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     badge = f"https://colab.research.google.com/github/threephase/threephase/blob/main/notebooks/{path.name}"
     assert badge in nb.cells[0].source and "colab-badge.svg" in nb.cells[0].source
