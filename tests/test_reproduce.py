@@ -71,6 +71,8 @@ def test_unknown_dataset_fails_before_any_run(tmp_path, capsys, monkeypatch, dat
     monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)
     code = main(["reproduce", "--table", "4", "--datasets", "snipz", "--seeds", "1", "--out", str(tmp_path)])
     assert code == 2 and "Unknown dataset 'snipz'" in capsys.readouterr().err
+    code = main(["reproduce", "--table", "4", "--datasets", "snips", "--seeds", "1", "--out", str(tmp_path)])
+    assert code == 2 and "no 'snips' folder" in capsys.readouterr().err  # not in the local copies
     assert not any(tmp_path.iterdir())
 
 

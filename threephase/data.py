@@ -80,20 +80,28 @@ def load_data(config: DataConfig | None = None, seed: int = 42, **settings) -> D
     )
 
 
-def _load_frames(config: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def data_source(config: DataConfig) -> Path | None:
+    """Where the data of ``config`` comes from: a local file or folder, or None for the Hub.
+
+    Raises a :class:`ThreePhaseError` naming the fix when no such source can exist, without reading any data, so
+    that a long job (``reproduce``) can check its datasets before it starts."""
     data_dir = config.data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:
         if config.dataset is None:
             raise ThreePhaseError("No data given: name a dataset (--dataset) or a folder or file (--data-dir).")
-        return _from_hub(config.dataset, seed)
+        if config.dataset not in DATASETS:
+            raise ThreePhaseError(
+                f"Unknown dataset {config.dataset!r}. Choose one of: {', '.join(DATASETS)}; or pass --data-dir with "
+                "your own CSV."
+            )
+        return None
     root = Path(data_dir).expanduser()
+    source = "--data-dir" if config.data_dir else f"${DATA_DIR_ENV}"
     if not root.exists():
-        source = "--data-dir" if config.data_dir else f"${DATA_DIR_ENV}"
         raise ThreePhaseError(f"Data path {str(root)!r} (from {source}) does not exist: give an existing folder or file.")
     if config.dataset and (root / config.dataset).is_dir():
         root = root / config.dataset
     elif config.dataset and root.is_dir() and not (root / "train.csv").exists():
-        source = "--data-dir" if config.data_dir else f"${DATA_DIR_ENV}"
         if config.dataset not in DATASETS:
             raise ThreePhaseError(
                 f"Unknown dataset {config.dataset!r}: {source} is {str(root)!r}, which has no {config.dataset!r} "
@@ -104,15 +112,22 @@ def _load_frames(config: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame]
             f"{source} is {str(root)!r}, but it has no {config.dataset!r} folder (and no train.csv): add "
             f"{config.dataset}/train.csv there, or drop {source} to load {config.dataset!r} from the Hub."
         )
+    if root.is_dir() and not (root / "train.csv").is_file():
+        raise ThreePhaseError(
+            f"{str(root)!r} has no train.csv: a data folder needs train.csv (and optionally validation.csv, "
+            "test.csv, labels.json), each with a text column and a label column."
+        )
+    return root
+
+
+def _load_frames(config: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    root = data_source(config)
+    if root is None:
+        return _from_hub(config.dataset, seed)
     if root.is_file():
         frames = {"train": _read_table(root, config)}
         label_file = root.parent / "labels.json"
     else:
-        if not (root / "train.csv").is_file():
-            raise ThreePhaseError(
-                f"{str(root)!r} has no train.csv: a data folder needs train.csv (and optionally validation.csv, "
-                "test.csv, labels.json), each with a text column and a label column."
-            )
         frames = {s: _read_table(root / f"{s}.csv", config) for s in SPLITS if (root / f"{s}.csv").is_file()}
         label_file = root / "labels.json"
     names = None
@@ -147,8 +162,9 @@ def _encode_labels(
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Map labels to ids 0..K-1, checking them against ``labels.json`` when there is one."""
     for split, frame in frames.items():
-        if frame["label"].isna().any():
-            logger.warning("Dropped %d examples without a label from the %s split.", int(frame["label"].isna().sum()), split)
+        unlabelled = int(frame["label"].isna().sum())
+        if unlabelled:
+            logger.warning("Dropped %d examples without a label from the %s split.", unlabelled, split)
     frames = {s: f.dropna(subset=["label"]) for s, f in frames.items()}
     all_labels = pd.concat([f["label"] for f in frames.values()])
     values = all_labels.unique()
@@ -179,10 +195,6 @@ def _encode_labels(
 
 
 def _from_hub(name: str, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    if name not in DATASETS:
-        raise ThreePhaseError(
-            f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}; or pass --data-dir with your own CSV."
-        )
     import datasets
 
     spec = DATASETS[name]

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from .config import VARIANTS, apply_overrides, parse_set_options
-from .data import DATA_DIR_ENV, DATASETS
+from .config import VARIANTS, DataConfig, apply_overrides, parse_set_options
+from .data import DATA_DIR_ENV, data_source
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, preset_config
 from .records import atomic_write_bytes, atomic_write_text
@@ -336,13 +336,8 @@ def reproduce_command(args: argparse.Namespace) -> int:
     overrides = parse_set_options(args.set)
     if overrides.get("data.data_dir"):
         overrides["data.data_dir"] = str(Path(overrides["data.data_dir"]).expanduser().resolve())
-    data_dir = os.environ.get(DATA_DIR_ENV)
-    for dataset in {r["dataset"] for r in runs} - set(DATASETS):
-        if not overrides.get("data.data_dir") and not (data_dir and (Path(data_dir) / dataset).is_dir()):
-            raise ThreePhaseError(
-                f"Unknown dataset {dataset!r}: choose among {', '.join(DATASETS)}, or put a {dataset}/ folder "
-                f"(train.csv, ...) in ${DATA_DIR_ENV}" + (f" ({data_dir})." if data_dir else ", which is not set.")
-            )
+    for dataset in {r["dataset"] for r in runs}:  # a dataset no run could load fails before any run
+        data_source(DataConfig(dataset=dataset, data_dir=overrides.get("data.data_dir")))
     for dataset, model in {(r["dataset"], r["model"]) for r in runs}:  # a bad --set fails before any run
         apply_overrides(preset_config(args.preset, dataset, model), overrides).validate()
     notebook_path()

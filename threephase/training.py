@@ -101,7 +101,8 @@ def train(
     callbacks: list[TrainerCallback] | None = None,
 ) -> dict[str, Any]:
     """Train ``body`` in place with ``loss`` on ``dataset``; return the loss history and wall time."""
-    several_cpu_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1 and (args.use_cpu or not torch.cuda.is_available())
+    several_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    several_cpu_processes = several_processes and (args.use_cpu or not torch.cuda.is_available())
     if several_cpu_processes and not any(p.requires_grad for p in body.parameters()):
         # On GPUs accelerate leaves a model without trainable weights unwrapped; on CPU it wraps it in DDP anyway,
         # which torch refuses deep inside the trainer.
