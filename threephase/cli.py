@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override one setting, e.g. --set ft.learning_rate=2e-5 (repeatable; after --config)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a killed run in --output from its finished phases and newest checkpoint "
+                          "(same settings); a finished run just reports its metrics")
     from .reproduce import add_reproduce_parser
 
     add_reproduce_parser(commands)
@@ -69,7 +72,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.config:
         config = apply_overrides(config, read_json_overrides(args.config))
     config = apply_overrides(config, parse_set_options(args.set))
-    metrics = run(config, overwrite=args.overwrite)
+    if args.resume and args.overwrite:
+        raise ThreePhaseError("--resume continues a run and --overwrite starts it again: pass one of them.")
+    metrics = run(config, overwrite=args.overwrite, resume=args.resume)
     summary = {k: round(metrics[k], 4) for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
     print(json.dumps({"output": args.output, "variant": config.variant, **summary}))
     return 0
@@ -91,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"threephase: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("threephase: interrupted; nothing was written to the output folder.", file=sys.stderr)
+        print("threephase: interrupted. The run folder keeps the finished phases and the newest checkpoint (and no "
+              "metrics.json): rerun the same command with --resume to continue.", file=sys.stderr)
         return 130
 
 

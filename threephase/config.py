@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 from .errors import ThreePhaseError
 
 VARIANTS = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "extra-imb", "no-imb")
+SECTIONS = ("data", "dae", "imbalance", "cl", "joint", "ft")
+# Settings that hold a dict of their own: ``--set dae.training_args='{"bf16": true}'`` replaces the whole dict,
+# ``--set dae.training_args.bf16=true`` sets one key.
+DICT_SETTINGS = ("dae.training_args", "cl.training_args", "ft.training_args")
 
 
 @dataclass
@@ -24,11 +29,14 @@ class DataConfig:
 
     ``dataset`` names one of the paper's datasets (loaded from the Hub, or from ``data_dir`` /
     ``$THREEPHASE_DATA_DIR`` when set); ``data_dir`` alone may also point at your own CSV folder or file.
-    The ``*_per_class`` and ``max_*_samples`` settings draw a stratified, seeded subset (for CPU runs).
+    The ``*_per_class`` and ``max_*_samples`` settings draw a stratified subset (for CPU runs). ``seed`` drives the
+    split and subset draws only, and is the same for every training seed by default, so that a std over training
+    seeds measures training variance on one data draw.
     """
 
     dataset: str | None = "snips2"
     data_dir: str | None = None
+    seed: int = 0
     text_column: str = "text"
     label_column: str = "label"
     validation_fraction: float = 0.2
@@ -54,6 +62,7 @@ class DAEConfig:
     deletion_ratio: float = 0.6
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
+    training_args: dict[str, Any] = field(default_factory=dict)  # passed unchanged to TrainingArguments
 
 
 @dataclass
@@ -79,6 +88,16 @@ class CLConfig:
     balance_scores: bool = False
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
+    training_args: dict[str, Any] = field(default_factory=dict)  # passed unchanged to TrainingArguments
+
+
+@dataclass
+class JointConfig:
+    """Joint: the loss is ``dae_weight`` × L_DAE + L_CL (eq. 10 has ``dae_weight`` = 1).
+
+    The optimizer, learning rate and batch size are phase 2's (``cl``); the noise is phase 1's (``dae``)."""
+
+    dae_weight: float = 1.0
 
 
 @dataclass
@@ -97,8 +116,9 @@ class FTConfig:
     dropout: float = 0.3
     freeze_body: bool = False
     adam_epsilon: float = 2e-5
-    warmup_ratio: float = 0.1
+    warmup_ratio: float = 0.1  # a fraction of the first epoch: the learning rate peaks within epoch 1
     weight_decay: float = 0.0
+    training_args: dict[str, Any] = field(default_factory=dict)  # passed unchanged to TrainingArguments
 
 
 @dataclass
@@ -114,10 +134,12 @@ class RunConfig:
     max_seq_length: int | None = None
     device: str | None = None
     logging_steps: int = 10
+    save_steps: int = 500  # a resumable checkpoint inside a phase every save_steps optimizer steps (0: none)
     data: DataConfig = field(default_factory=DataConfig)
     dae: DAEConfig = field(default_factory=DAEConfig)
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
     cl: CLConfig = field(default_factory=CLConfig)
+    joint: JointConfig = field(default_factory=JointConfig)
     ft: FTConfig = field(default_factory=FTConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +191,21 @@ class RunConfig:
                     f"{phase}.warmup_ratio must lie in [0, 1) (the fraction of steps spent warming up the "
                     f"learning rate), got {settings.warmup_ratio}."
                 )
+        for name in DICT_SETTINGS:
+            section, _, key = name.partition(".")
+            if not isinstance(getattr(getattr(self, section), key), dict):
+                raise ThreePhaseError(
+                    f"{name} must be a JSON object of TrainingArguments settings, e.g. "
+                    f"--set '{name}={{\"gradient_accumulation_steps\": 2}}'."
+                )
+        if self.save_steps < 0:
+            raise ThreePhaseError(f"save_steps must be 0 (no checkpoints inside a phase) or positive, got {self.save_steps}.")
+        gpu = re.fullmatch(r"cuda:(\d+)", self.device or "")
+        if gpu and int(gpu.group(1)) != 0:
+            raise ThreePhaseError(
+                f"device {self.device!r}: the trainer places the model on the first visible GPU itself, so a GPU index "
+                f"cannot be honoured here. Select the GPU with CUDA_VISIBLE_DEVICES={gpu.group(1)} and pass --device cuda."
+            )
         if self.ft.activation not in (None, "relu", "gelu", "tanh"):
             raise ThreePhaseError(
                 f"Unknown ft.activation {self.ft.activation!r}: use 'relu', 'gelu', 'tanh' or null (no activation)."
@@ -199,10 +236,18 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     string values are parsed as JSON so that command-line text becomes numbers and booleans.
     """
     config = dataclasses.replace(config)
-    for section in ("data", "dae", "imbalance", "cl", "ft"):
+    for section in SECTIONS:
         setattr(config, section, dataclasses.replace(getattr(config, section)))
+    for name in DICT_SETTINGS:  # copies, so the caller's config never changes
+        section, attr = name.split(".")
+        setattr(getattr(config, section), attr, dict(getattr(getattr(config, section), attr)))
     for key, value in _flatten(overrides).items():
         parts = key.split(".")
+        dict_setting = next((n for n in DICT_SETTINGS if key.startswith(f"{n}.")), None)
+        if dict_setting:  # one key inside a dict setting
+            section, attr = dict_setting.split(".")
+            getattr(getattr(config, section), attr)[key[len(dict_setting) + 1:]] = _coerce(value, None, key)
+            continue
         target: Any = config
         for part in parts[:-1]:
             if not dataclasses.is_dataclass(getattr(target, part, None)):
@@ -218,7 +263,7 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in values.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{key}" not in DICT_SETTINGS:
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value

@@ -6,6 +6,7 @@ columns ``text`` (str) and ``label`` (a :class:`datasets.ClassLabel`, so label n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -48,8 +49,10 @@ _TEXT_GUESSES = ("text", "sentence", "utterance", "query", "review")
 _LABEL_GUESSES = ("label", "labels", "intent", "category", "class")
 
 
-def load_data(config: DataConfig | None = None, seed: int = 42, **settings) -> DatasetDict:
+def load_data(config: DataConfig | None = None, seed: int | None = None, **settings) -> DatasetDict:
     """Load, clean, split and subsample the data that ``config`` (or keyword settings) describe.
+
+    ``seed`` (default: ``config.seed``, the data seed) drives the split and subset draws.
 
     Without a data dir (argument or ``$THREEPHASE_DATA_DIR``) a paper dataset comes from the Hub; its label
     names and splits match the offline copies in ``../shared/data``.
@@ -59,6 +62,7 @@ def load_data(config: DataConfig | None = None, seed: int = 42, **settings) -> D
     ['AddToPlaylist', 'BookRestaurant']
     """
     config = config or DataConfig(**settings)
+    seed = config.seed if seed is None else seed
     frames, names = _load_frames(config, seed)
     frames = {split: _clean(frame, split) for split, frame in frames.items()}
     frames = _fill_missing_splits(frames, config.validation_fraction, seed)
@@ -269,6 +273,17 @@ def subsample(frame: pd.DataFrame, per_class: int | None = None, total: int | No
         stratify = frame["label"] if counts.min() >= 2 and total >= len(counts) else None
         frame, _ = train_test_split(frame, train_size=total, stratify=stratify, random_state=seed)
     return frame.reset_index(drop=True)
+
+
+def data_fingerprint(data: DatasetDict) -> dict[str, str]:
+    """A short hash of each split's texts and labels: equal fingerprints mean the same data draw."""
+    fingerprints = {}
+    for split, dataset in data.items():
+        digest = hashlib.sha256()
+        for text, label in zip(dataset["text"], dataset["label"]):
+            digest.update(f"{label}\t{text}\n".encode())
+        fingerprints[split] = digest.hexdigest()[:16]
+    return fingerprints
 
 
 def class_sizes(dataset: Dataset) -> dict[str, int]:

@@ -1,25 +1,31 @@
-"""Phase 3 / FT: train the head (and, by default, the body) with early stopping on validation only."""
+"""Phase 3 / FT: train the head (and, by default, the body) with early stopping on validation only.
+
+The learning rate warms up over a fraction (``warmup_ratio``) of the *first* epoch and then decays linearly over the
+whole epoch budget, so early stopping never keeps a model trained before the learning rate peaked.
+With ``freeze_body`` the body encodes the training and validation texts once, in eval mode, and the head trains on
+the stored vectors: the body's forward pass, the expensive part, then runs once instead of once per epoch.
+"""
 
 from __future__ import annotations
 
-import copy
+import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
-from transformers import TrainerCallback
+from tqdm.auto import tqdm
+from transformers import TrainerCallback, get_linear_schedule_with_warmup
 
 from .classifier import ClassificationLoss, MLPHead, ThreePhaseClassifier
 from .config import FTConfig
-from .training import train, training_arguments
+from .training import from_main_process, is_main_process, train, training_arguments, world_size
 
 
-def evaluate_split(classifier: ThreePhaseClassifier, texts: Sequence[str], labels: Sequence[int],
-                   batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy, mean cross-entropy and predicted ids of ``classifier`` on one split."""
-    logits = classifier.logits(texts, batch_size)
+def scores_from_logits(logits: torch.Tensor, labels: Sequence[int]) -> dict[str, Any]:
+    """Accuracy, mean cross-entropy and predicted ids, from the logits of one split."""
     targets = torch.as_tensor(list(labels))
     predictions = logits.argmax(dim=-1)
     return {
@@ -29,69 +35,157 @@ def evaluate_split(classifier: ThreePhaseClassifier, texts: Sequence[str], label
     }
 
 
+def evaluate_split(classifier: ThreePhaseClassifier, texts: Sequence[str], labels: Sequence[int],
+                   batch_size: int = 64) -> dict[str, Any]:
+    """Accuracy, mean cross-entropy and predicted ids of ``classifier`` on one split."""
+    return scores_from_logits(classifier.logits(texts, batch_size), labels)
+
+
 class EarlyStopping(TrainerCallback):
     """After each epoch: score validation, keep the best weights, stop when patience runs out.
 
-    Best = highest accuracy, then lowest loss. Training runs at least ``min_epochs`` epochs.
+    Best = highest accuracy, then lowest loss. Training runs at least ``min_epochs`` epochs. Under DDP only rank 0
+    scores validation; its scores reach every rank, so all ranks keep the same epoch and stop together.
+    ``score`` returns the validation scores of the current weights (``accuracy``, ``loss``).
     """
 
-    def __init__(self, classifier: ThreePhaseClassifier, validation: Dataset, config: FTConfig):
-        self.classifier, self.validation, self.config = classifier, validation, config
-        self.history: list[dict[str, float]] = []
+    def __init__(self, classifier: ThreePhaseClassifier, score, config: FTConfig):
+        self.classifier, self.score, self.config = classifier, score, config
+        self.history: list[dict[str, Any]] = []
         self.best_key: tuple[float, float] | None = None
-        self.best_state: dict[str, dict[str, torch.Tensor]] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = 0
         self.bad_epochs = 0
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        epoch = round(state.epoch or len(self.history) + 1)
-        scores = evaluate_split(self.classifier, self.validation["text"], self.validation["label"],
-                                self.config.per_device_eval_batch_size)
-        train_losses = [e["loss"] for e in state.log_history if "loss" in e and e.get("epoch", 0) > epoch - 1]
+    def end_epoch(self, epoch: int, train_loss: float | None) -> bool:
+        """Record epoch ``epoch``; return True when training should stop."""
+        scores = self.score() if is_main_process() else None
+        scores = from_main_process(scores and {"accuracy": scores["accuracy"], "loss": scores["loss"]})
         self.history.append({"epoch": epoch, "validation_accuracy": scores["accuracy"],
-                             "validation_loss": scores["loss"],
-                             "train_loss": sum(train_losses) / len(train_losses) if train_losses else None})
+                             "validation_loss": scores["loss"], "train_loss": train_loss})
         key = (scores["accuracy"], -scores["loss"])
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.bad_epochs = key, epoch, 0
-            self.best_state = {
-                "body": {k: v.detach().cpu().clone() for k, v in self.classifier.body.state_dict().items()},
-                "head": copy.deepcopy({k: v.detach().cpu() for k, v in self.classifier.head.state_dict().items()}),
-            }
+            self.best_state = {f"body.{k}": v.detach().cpu().clone() for k, v in self.classifier.body.state_dict().items()}
+            self.best_state.update({f"head.{k}": v.detach().cpu().clone() for k, v in self.classifier.head.state_dict().items()})
         else:
             self.bad_epochs += 1
-        if epoch >= self.config.min_epochs and self.bad_epochs >= self.config.patience:
-            control.should_training_stop = True
         self.classifier.head.train()
+        return epoch >= self.config.min_epochs and self.bad_epochs >= self.config.patience
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        epoch = round(state.epoch or len(self.history) + 1)
+        losses = [e["loss"] for e in state.log_history if "loss" in e and e.get("epoch", 0) > epoch - 1]
+        if self.end_epoch(epoch, sum(losses) / len(losses) if losses else None):
+            control.should_training_stop = True
         return control
 
     def restore_best(self) -> None:
         if self.best_state is not None:
-            self.classifier.body.load_state_dict(self.best_state["body"])
-            self.classifier.head.load_state_dict(self.best_state["head"])
+            for part in ("body", "head"):
+                module = getattr(self.classifier, part)
+                module.load_state_dict({k[len(part) + 1:]: v for k, v in self.best_state.items()
+                                        if k.startswith(f"{part}.")})
+
+    # Saved in trainer checkpoints (threephase.training.CheckpointState), so a resumed phase 3 keeps its best epoch.
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        values = {"history": self.history, "best_key": self.best_key, "best_epoch": self.best_epoch,
+                  "bad_epochs": self.bad_epochs}
+        return values, dict(self.best_state or {})
+
+    def load_checkpoint_state(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.history, self.best_epoch, self.bad_epochs = values["history"], values["best_epoch"], values["bad_epochs"]
+        self.best_key = tuple(values["best_key"]) if values["best_key"] is not None else None
+        self.best_state = tensors or None
+
+
+def first_epoch_warmup(config: FTConfig, num_examples: int) -> int:
+    """Warm-up steps: ``warmup_ratio`` of the optimizer steps of one epoch, whatever the epoch budget."""
+    accumulation = int(config.training_args.get("gradient_accumulation_steps", 1))
+    steps_per_epoch = math.ceil(num_examples / (config.per_device_train_batch_size * world_size() * accumulation))
+    return round(config.warmup_ratio * steps_per_epoch)
 
 
 def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset, config: FTConfig, *,
-             seed: int = 42, output_dir: str | None = None, logging_steps: int = 10,
-             device: str | None = None) -> tuple[ThreePhaseClassifier, dict]:
+             seed: int = 42, output_dir: str | None = None, logging_steps: int = 10, device: str | None = None,
+             save_steps: int = 0, resume: bool = False) -> tuple[ThreePhaseClassifier, dict]:
     """Phase 3: fit an MLP head on ``body``; return the classifier at its best validation epoch and a report."""
     label_names = train_data.features["label"].names
     torch.manual_seed(seed)  # the head's initial weights
     head = MLPHead(body.get_embedding_dimension(), len(label_names), config.head_hidden_size, config.activation,
                    config.dropout)
     classifier = ThreePhaseClassifier(body, head, label_names)
-    body.requires_grad_(not config.freeze_body)
-    stopper = EarlyStopping(classifier, validation, config)
+    if config.freeze_body:
+        return classifier, _train_head_on_vectors(classifier, train_data, validation, config, seed, logging_steps)
+    stopper = EarlyStopping(classifier, lambda: evaluate_split(classifier, validation["text"], validation["label"],
+                                                               config.per_device_eval_batch_size), config)
     args = training_arguments(
-        config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
+        config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device, save_steps=save_steps,
         num_train_epochs=config.num_train_epochs, adam_epsilon=config.adam_epsilon,
+        warmup_steps=first_epoch_warmup(config, len(train_data)),
         learning_rate_mapping={r"^head\.": config.head_learning_rate} if config.head_learning_rate else {},
     )
-    try:
-        report = train(body, train_data.select_columns(["text", "label"]), ClassificationLoss(body, head), args,
-                       callbacks=[stopper])
-    finally:
-        body.requires_grad_(True)
+    report = train(body, train_data.select_columns(["text", "label"]), ClassificationLoss(body, head), args,
+                   callbacks=[stopper], resume=resume)
     stopper.restore_best()
     classifier.head.eval()
     return classifier, report | {"epochs": stopper.history, "best_epoch": stopper.best_epoch}
+
+
+def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset, validation: Dataset,
+                           config: FTConfig, seed: int, logging_steps: int) -> dict[str, Any]:
+    """Phase 3 with a frozen body: encode once, then train the head alone on the stored embeddings.
+
+    Every process trains the same head on the same vectors, so several processes (DDP) agree without a wrapper.
+    The trainer's ``training_args`` do not apply here: the loop is a head of two linear layers."""
+    start = time.perf_counter()
+    body, head = classifier.body, classifier.head
+    batch = config.per_device_eval_batch_size
+    vectors = {name: classifier.encode(split["text"], batch_size=batch).float().clone().to(head.layers[0].weight.device)
+               for name, split in (("train", train_data), ("validation", validation))}
+    encode_seconds = time.perf_counter() - start
+    labels = torch.as_tensor(train_data["label"], device=vectors["train"].device)
+    validation_labels = validation["label"]
+
+    def score() -> dict[str, Any]:
+        head.eval()
+        with torch.inference_mode():
+            return scores_from_logits(head(vectors["validation"]).float().cpu(), validation_labels)
+
+    stopper = EarlyStopping(classifier, score, config)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.head_learning_rate or config.learning_rate,
+                                  eps=config.adam_epsilon, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(labels) / config.per_device_train_batch_size)
+    scheduler = get_linear_schedule_with_warmup(optimizer, first_epoch_warmup(config, len(labels)),
+                                                steps_per_epoch * config.num_train_epochs)
+    generator = torch.Generator().manual_seed(seed)
+    cross_entropy = torch.nn.CrossEntropyLoss()
+    history, step = [], 0
+    body.requires_grad_(False)
+    try:
+        for epoch in tqdm(range(1, config.num_train_epochs + 1), desc="phase 3 (frozen body)",
+                          disable=not is_main_process()):
+            head.train()
+            order = torch.randperm(len(labels), generator=generator).to(labels.device)
+            epoch_losses = []
+            for first in range(0, len(order), config.per_device_train_batch_size):
+                rows = order[first:first + config.per_device_train_batch_size]
+                loss = cross_entropy(head(vectors["train"][rows]), labels[rows])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                epoch_losses.append(loss.item())
+                if step == 1 or step % logging_steps == 0:
+                    history.append({"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": epoch_losses[-1],
+                                    "learning_rate": scheduler.get_last_lr()[0]})
+            if stopper.end_epoch(epoch, sum(epoch_losses) / len(epoch_losses)):
+                break
+    finally:
+        body.requires_grad_(True)
+    stopper.restore_best()
+    head.eval()
+    return {"loss_history": history, "steps": step, "wall_time_s": time.perf_counter() - start,
+            "encode_time_s": encode_seconds, "encoded_once": True, "epochs": stopper.history,
+            "best_epoch": stopper.best_epoch}

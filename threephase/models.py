@@ -101,14 +101,21 @@ def open_body(path_or_id: str, *, device: str | None = None, trust_remote_code: 
 
 
 def with_pooling(body: SentenceTransformer, mode: str) -> SentenceTransformer:
-    """The same encoder with another pooling (the authors used CLS; MiniLM's own is mean)."""
+    """The same body with another pooling (the authors used CLS; MiniLM's own is mean).
+
+    Only the pooling module changes: what follows it (all-MiniLM's ``Normalize``, a ``Dense``) stays in place."""
     if mode not in POOLING_MODES:
         raise ThreePhaseError(f"Unknown pooling {mode!r}: choose one of {', '.join(POOLING_MODES)}.")
-    transformer = body[0]
-    if not isinstance(transformer, Transformer):
+    modules = list(body)
+    if not isinstance(modules[0], Transformer):
         raise ThreePhaseError("Only a Transformer-based body can change its pooling.")
-    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=mode)
-    return SentenceTransformer(modules=[transformer, pooling], device=str(body.device))
+    pooling = Pooling(modules[0].get_embedding_dimension(), pooling_mode=mode)
+    at = next((i for i, module in enumerate(modules) if isinstance(module, Pooling)), None)
+    if at is None:
+        modules.insert(1, pooling)
+    else:
+        modules[at] = pooling
+    return SentenceTransformer(modules=modules, device=str(body.device))
 
 
 def auto_max_seq_length(body: SentenceTransformer, texts: list[str]) -> int:

@@ -48,8 +48,8 @@ def notebook_config(preset: str, dataset: str | None, model: str | None = None, 
 def cache_key(config: RunConfig, *phases: str) -> dict[str, Any]:
     """What a cached body depends on: model, length, pooling, seed, the training data and the settings of
     ``phases`` (``"dae"``, ``"cl"``; ``"cl"`` adds the imbalance settings) of a :class:`~threephase.RunConfig`."""
-    data = {k: getattr(config.data, k) for k in ("dataset", "data_dir", "train_per_class", "max_train_samples",
-                                                  "validation_fraction")}
+    data = {k: getattr(config.data, k) for k in ("dataset", "data_dir", "seed", "train_per_class",
+                                                  "max_train_samples", "validation_fraction")}
     key = {"model": config.model_name_or_path, "max_seq_length": config.max_seq_length, "pooling": config.pooling,
            "seed": config.seed, "data": data}
     for phase in phases:

@@ -5,6 +5,7 @@ Each function trains the body it is given in place and returns a report (loss hi
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import math
@@ -15,10 +16,13 @@ from typing import Any
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss, DenoisingAutoEncoderLoss
+from sentence_transformers.sentence_transformer.losses.denoising_auto_encoder import _tie_encoder_decoder_weights
+from sentence_transformers.sentence_transformer.modules import Transformer
 from torch import nn
-from transformers.utils import logging as hf_logging
+from transformers import AutoModelForCausalLM
 
 from .config import CLConfig, DAEConfig, ImbalanceConfig
+from .errors import ThreePhaseError
 from .imbalance import resize_dataset
 from .noise import delete_words
 from .pairs import available_pairs, build_pairs, num_pairs_for
@@ -28,39 +32,66 @@ logger = logging.getLogger(__name__)
 
 
 class TiedDenoisingAutoEncoderLoss(DenoisingAutoEncoderLoss):
-    """TSDAE with tied encoder and decoder that also trains through a DDP-wrapped body.
+    """TSDAE with the decoder tied to the body as it is in memory, trainable through a DDP-wrapped body.
 
-    The trainer swaps a wrapped model into a loss's ``model`` attribute; upstream's loss reads ``encoder``.
+    Upstream builds the decoder from the checkpoint named in the body's config and then points the encoder at the
+    decoder's weights, so a body trained or edited in memory would restart from the weights on disk. Here the decoder
+    is built from the config alone and takes the body's current weights before the two are tied.
+    The body is registered as ``model`` (and only there), so that the trainer swaps the DDP-wrapped body in; the
+    upstream ``forward`` reads it as ``encoder``.
     """
 
     def __init__(self, body: SentenceTransformer):
-        # Sentence-embedding checkpoints carry no LM head, so transformers reports the decoder's head as newly
-        # initialised in a long table; that is expected here (TSDAE trains it), so keep the log readable.
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            super().__init__(body, tie_encoder_decoder=True)
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        nn.Module.__init__(self)
+        if not isinstance(body[0], Transformer):
+            raise ThreePhaseError("Phase 1 / DAE needs a Transformer-based body (a decoder is tied to its encoder).")
         self.model = body
+        self.tokenizer_encoder = self.tokenizer_decoder = body.tokenizer
+        self.need_retokenization = False
+        encoder = body.transformers_model
+        config = copy.deepcopy(encoder.config)
+        config.is_decoder, config.add_cross_attention = True, True
+        try:
+            self.decoder = AutoModelForCausalLM.from_config(config)
+        except ValueError as err:
+            raise ThreePhaseError(
+                f"Phase 1 / DAE cannot build a decoder for a {type(encoder).__name__} body ({err}): TSDAE needs an "
+                "architecture with a causal-LM head (BERT, RoBERTa, MiniLM...). Use a variant without phase 1."
+            ) from None
+        self.decoder.eval()  # as upstream's from_pretrained leaves it: no dropout inside the decoder
+        decoder_base = self.decoder._modules[self.decoder.base_model_prefix]
+        missing = decoder_base.load_state_dict(encoder.state_dict(), strict=False).missing_keys
+        if any("crossattention" not in key for key in missing):
+            logger.warning("The decoder did not take these encoder weights: %s", [k for k in missing
+                                                                                   if "crossattention" not in k])
+        _tie_encoder_decoder_weights(encoder, decoder_base)
 
-    def forward(self, sentence_features, labels):
-        self.encoder = self.model
-        return super().forward(sentence_features, labels)
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"tie_encoder_decoder": True}
 
 
 class JointLoss(nn.Module):
-    """L_DAE + L_CL on one body (eq. 10): each row carries a DAE example and a pair."""
+    """L_DAE × dae_weight + L_CL on one body (eq. 10, where dae_weight = 1): each row carries a DAE example and a pair.
 
-    def __init__(self, body: SentenceTransformer):
+    The two parts are returned apart, so the trainer logs each and optimises their sum."""
+
+    def __init__(self, body: SentenceTransformer, dae_weight: float = 1.0):
         super().__init__()
         self.model = body
         self.dae = TiedDenoisingAutoEncoderLoss(body)
         self.cl = CosineSimilarityLoss(body)
+        self.dae_weight = dae_weight
 
     def forward(self, sentence_features, labels):
+        # Both branches must run through the body the trainer handed us (under DDP, the wrapped one).
+        self.dae.model = self.cl.model = self.model
         noisy, clean, first, second = sentence_features
-        return {"loss_dae": self.dae([noisy, clean], None), "loss_cl": self.cl([first, second], labels)}
+        return {"loss_dae": self.dae_weight * self.dae([noisy, clean], None),
+                "loss_cl": self.cl([first, second], labels)}
 
 
 def dae_dataset(texts: Sequence[str], deletion_ratio: float, repetitions: int, seed: int) -> Dataset:
@@ -107,20 +138,25 @@ def pair_dataset(
 
 
 def train_dae(body: SentenceTransformer, texts: Sequence[str], config: DAEConfig, *, seed: int = 42,
-              output_dir: str | None = None, logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
-    """Phase 1: TSDAE on ``texts`` (labels unused)."""
+              output_dir: str | None = None, logging_steps: int = 10, device: str | None = None,
+              save_steps: int = 0, resume: bool = False) -> dict[str, Any]:
+    """Phase 1: TSDAE on ``texts`` (labels unused), starting from the body's weights in memory."""
     dataset = dae_dataset(texts, config.deletion_ratio, config.num_train_epochs, seed)
-    args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device)
-    return train(body, dataset, TiedDenoisingAutoEncoderLoss(body), args) | {"examples": len(dataset)}
+    args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
+                              save_steps=save_steps)
+    report = train(body, dataset, TiedDenoisingAutoEncoderLoss(body), args, resume=resume)
+    return report | {"examples": len(dataset)}
 
 
 def train_cl(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], config: CLConfig,
              imbalance: ImbalanceConfig | None = None, *, seed: int = 42, output_dir: str | None = None,
-             logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
+             logging_steps: int = 10, device: str | None = None, save_steps: int = 0,
+             resume: bool = False) -> dict[str, Any]:
     """Phase 2: one epoch of the Siamese cosine-similarity loss over the pairs of the resized data."""
     dataset, info = pair_dataset(texts, labels, imbalance, config, seed)
-    args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device)
-    return train(body, dataset, CosineSimilarityLoss(body), args) | info
+    args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
+                              save_steps=save_steps)
+    return train(body, dataset, CosineSimilarityLoss(body), args, resume=resume) | info
 
 
 def joint_dataset(texts: Sequence[str], labels: Sequence[int], dae: DAEConfig, cl: CLConfig,
@@ -143,11 +179,14 @@ def joint_dataset(texts: Sequence[str], labels: Sequence[int], dae: DAEConfig, c
 
 
 def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], dae: DAEConfig,
-                cl: CLConfig, imbalance: ImbalanceConfig | None = None, *, seed: int = 42,
-                output_dir: str | None = None, logging_steps: int = 10, device: str | None = None) -> dict[str, Any]:
-    """Joint: every step takes a DAE batch and a pair batch, sums the two losses, makes one optimizer step.
+                cl: CLConfig, imbalance: ImbalanceConfig | None = None, *, dae_weight: float = 1.0, seed: int = 42,
+                output_dir: str | None = None, logging_steps: int = 10, device: str | None = None,
+                save_steps: int = 0, resume: bool = False) -> dict[str, Any]:
+    """Joint: every step takes a DAE batch and a pair batch, sums ``dae_weight`` × L_DAE and L_CL, and makes one
+    optimizer step.
 
-    The CL settings (learning rate, batch size) drive the shared optimizer."""
+    The CL settings (learning rate, batch size, ``training_args``) drive the shared optimizer."""
     dataset, info = joint_dataset(texts, labels, dae, cl, imbalance, seed)
-    args = training_arguments(cl, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device)
-    return train(body, dataset, JointLoss(body), args) | info
+    args = training_arguments(cl, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
+                              save_steps=save_steps)
+    return train(body, dataset, JointLoss(body, dae_weight), args, resume=resume) | info | {"dae_weight": dae_weight}

@@ -1,13 +1,16 @@
 """Variants and whole runs: one code path for three-phase, Joint and every ablation.
 
 A run loads the data and the body, trains the phases its variant names, evaluates the test split once, and
-writes its record: ``config.json``, ``metrics.json`` and ``classifier/``.
+writes its record: ``config.json``, ``metrics.json`` and ``classifier/``. A run killed on the way keeps its finished
+phases and checkpoints in the run folder, and ``run(..., resume=True)`` continues it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +20,13 @@ from datasets import DatasetDict
 
 from .classifier import ThreePhaseClassifier
 from .config import RunConfig
-from .data import class_sizes, load_data
+from .data import class_sizes, data_fingerprint, load_data
 from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
 from .models import auto_max_seq_length, load_body
 from .phases import train_cl, train_dae, train_joint
 from .records import atomic_dir, classification_metrics, device_info, library_versions, write_json
-from .training import default_device, is_main_process, seed_everything
+from .training import barrier, default_device, is_main_process, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -61,52 +64,146 @@ def check_pairable(data: DatasetDict) -> None:
         )
 
 
-def train_variant(config: RunConfig, data: DatasetDict) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
-    """Train the phases of ``config.variant`` on ``data``; return the classifier and per-phase reports."""
+def _phase_steps(config: RunConfig, variant: Variant) -> list[str]:
+    return [name for name, wanted in (("joint", variant.joint), ("dae", variant.dae), ("cl", variant.cl)) if wanted]
+
+
+def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | None = None,
+                  resume: bool = False) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+    """Train the phases of ``config.variant`` on ``data``; return the classifier and per-phase reports.
+
+    With a ``workdir``, each finished phase leaves its body (safetensors) and report in ``workdir/phases/<phase>/``,
+    and long phases leave trainer checkpoints there every ``config.save_steps`` steps. With ``resume``, finished
+    phases are loaded instead of trained, and a phase cut short continues from its newest checkpoint.
+    """
     variant = VARIANTS[config.variant]
     seed_everything(config.seed)
     device = config.device or default_device()
-    body = load_body(config.model_name_or_path, pooling=config.pooling, device=device)
     texts, labels = data["train"]["text"], data["train"]["label"]
-    body.max_seq_length = config.max_seq_length or auto_max_seq_length(body, texts)
     imbalance = None
     if variant.resize:
         imbalance = dataclasses.replace(config.imbalance, max_ratio=variant.max_ratio or config.imbalance.max_ratio)
     if variant.cl or variant.joint:
         check_pairable(data)
-    common = {"seed": config.seed, "logging_steps": config.logging_steps, "device": config.device}
-    phases: dict[str, Any] = {}
-    if variant.joint:
-        logger.info("Joint: DAE + CL on one body")
-        phases["joint"] = train_joint(body, texts, labels, config.dae, config.cl, imbalance, **common)
-    if variant.dae:
-        logger.info("Phase 1: DAE")
-        phases["dae"] = train_dae(body, texts, config.dae, **common)
-    if variant.cl:
-        logger.info("Phase 2: CL")
-        phases["cl"] = train_cl(body, texts, labels, config.cl, imbalance, **common)
+    folders = {name: Path(workdir) / "phases" / name for name in (*_phase_steps(config, variant), "ft")} if workdir else {}
+    steps = _phase_steps(config, variant)
+    done = [name for name in steps if resume and name in folders and (folders[name] / PHASE_REPORT).is_file()]
+    done = done[:next((i for i, name in enumerate(steps) if name not in done), len(done))]  # a finished prefix
+    phases: dict[str, Any] = {name: json.loads((folders[name] / PHASE_REPORT).read_text()) for name in done}
+    if done:
+        logger.info("Resuming after %s: loading its body from %s", done[-1], folders[done[-1]] / "body")
+        body = load_body(str(folders[done[-1]] / "body"), device=device)
+    else:
+        body = load_body(config.model_name_or_path, pooling=config.pooling, device=device)
+    body.max_seq_length = config.max_seq_length or auto_max_seq_length(body, texts)
+
+    def where(name: str) -> dict[str, Any]:
+        folder = folders.get(name)
+        return {"seed": config.seed, "logging_steps": config.logging_steps, "device": config.device,
+                "output_dir": str(folder) if folder else None, "save_steps": config.save_steps if folder else 0,
+                "resume": resume}
+
+    titles = {"joint": "Joint: DAE + CL on one body", "dae": "Phase 1: DAE", "cl": "Phase 2: CL"}
+    for name in steps[len(done):]:
+        logger.info(titles[name])
+        if name == "joint":
+            phases[name] = train_joint(body, texts, labels, config.dae, config.cl, imbalance,
+                                       dae_weight=config.joint.dae_weight, **where(name))
+        elif name == "dae":
+            phases[name] = train_dae(body, texts, config.dae, **where(name))
+        else:
+            phases[name] = train_cl(body, texts, labels, config.cl, imbalance, **where(name))
+        if name in folders and is_main_process():
+            _keep_phase(body, phases[name], folders[name])
+        barrier()
     logger.info("Phase 3: FT")
-    classifier, phases["ft"] = train_ft(body, data["train"], data["validation"], config.ft, **common)
+    classifier, phases["ft"] = train_ft(body, data["train"], data["validation"], config.ft, **where("ft"))
     return classifier, phases
 
 
-def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = False) -> dict[str, Any]:
+PHASE_REPORT = "report.json"
+
+
+def _keep_phase(body, report: dict[str, Any], folder: Path) -> None:
+    """Save a finished phase's body and report (the report last: it marks the phase done), drop its checkpoints."""
+    with atomic_dir(folder / "body") as tmp:
+        body.save_pretrained(str(tmp), safe_serialization=True)
+    write_json(folder / PHASE_REPORT, report)
+    for checkpoint in folder.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _check_output(config: RunConfig, output: Path, overwrite: bool, resume: bool) -> dict[str, Any] | None:
+    """Prepare the run folder; return the saved metrics when ``resume`` finds the run already finished."""
+    if output.exists() and not output.is_dir():
+        raise ThreePhaseError(f"--output {str(output)!r} is a file, not a folder: choose a folder path for the run.")
+    if not output.exists() or not any(output.iterdir()):
+        return None
+    saved = output / "config.json"
+    if resume and saved.is_file():
+        changed = _changed(json.loads(saved.read_text()), config.to_dict())
+        if changed:
+            raise ThreePhaseError(
+                f"Cannot resume {str(output)!r}: it was started with other settings ({changed}). Resume with the "
+                "same settings, or start again with --overwrite."
+            )
+        if (output / "metrics.json").is_file():
+            logger.info("%s already finished; returning its metrics.", output)
+            return json.loads((output / "metrics.json").read_text())
+        return None
+    if overwrite:
+        if is_main_process():
+            shutil.rmtree(output)
+        barrier()
+        return None
+    hint = " To continue it, pass --resume." if saved.is_file() and not (output / "metrics.json").is_file() else ""
+    raise ThreePhaseError(
+        f"Output folder {str(output)!r} already holds files.{hint} Choose another --output, or pass --overwrite."
+    )
+
+
+def _changed(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str:
+    """The settings that differ between two config dicts, as "name: then -> now" ("" if none)."""
+    differences = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key not in ("training_args",):
+            nested = _changed(old, new, f"{prefix}{key}.")
+            differences += [nested] if nested else []
+        elif old != new and key not in ("output_dir", "device"):
+            differences.append(f"{prefix}{key}: {old!r} then, {new!r} now")
+    return ", ".join(differences)
+
+
+def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = False,
+        resume: bool = False) -> dict[str, Any]:
     """Run ``config`` end to end and return its metrics; write the run record to ``config.output_dir`` if set.
+
+    While it trains, the run folder holds ``config.json`` and, in ``phases/``, the body after each finished phase
+    and trainer checkpoints. ``resume=True`` continues a run that was killed, from what it kept; it gives the same
+    metrics as the run left alone. ``metrics.json`` is written last, so a folder without it is an unfinished run.
 
     >>> from threephase import preset_config, run  # doctest: +SKIP
     >>> metrics = run(preset_config("cpu", "snips2", output_dir="runs/snips2-3p"))  # doctest: +SKIP
     """
     config.validate()
     output = Path(config.output_dir) if config.output_dir else None
-    if output is not None and output.exists() and not output.is_dir():
-        raise ThreePhaseError(f"--output {str(output)!r} is a file, not a folder: choose a folder path for the run.")
-    if output is not None and output.exists() and any(output.iterdir()) and not overwrite:
-        raise ThreePhaseError(
-            f"Output folder {str(output)!r} already holds files: choose another --output, or pass --overwrite."
-        )
+    if output is not None:
+        finished = _check_output(config, output, overwrite, resume)
+        if finished is not None:
+            return finished
     start = time.perf_counter()
-    data = data if data is not None else load_data(config.data, seed=config.seed)
-    classifier, phases = train_variant(config, data)
+    data = data if data is not None else load_data(config.data)
+    fresh = output is not None and not (output / "config.json").is_file()
+    if output is not None and is_main_process():
+        write_json(output / "config.json", config.to_dict())
+    barrier()
+    try:
+        classifier, phases = train_variant(config, data, workdir=output, resume=resume)
+    except ThreePhaseError:
+        if fresh and is_main_process() and not any((output / "phases").glob("*/" + PHASE_REPORT)):
+            shutil.rmtree(output, ignore_errors=True)  # bad input: leave nothing behind
+        raise
     test = evaluate_split(classifier, data["test"]["text"], data["test"]["label"], config.ft.per_device_eval_batch_size)
     label_names = data["train"].features["label"].names
     metrics = classification_metrics(data["test"]["label"], test["predictions"], label_names)
@@ -115,6 +212,8 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
         "dataset": config.data.dataset or config.data.data_dir,
         "model": config.model_name_or_path,
         "seed": config.seed,
+        "data_seed": config.data.seed,
+        "data_fingerprint": data_fingerprint(data),
         "split_sizes": {split: len(data[split]) for split in data},
         "class_sizes": class_sizes(data["train"]),
         "phases": phases,
@@ -125,8 +224,8 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     headline = {k: metrics[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
     classifier.training = {"config": config.to_dict(), "metrics": headline}
     if output is not None and is_main_process():
-        with atomic_dir(output) as tmp:
-            write_json(tmp / "config.json", config.to_dict())
-            write_json(tmp / "metrics.json", metrics)
-            classifier.save_pretrained(tmp / "classifier")
+        classifier.save_pretrained(output / "classifier")
+        write_json(output / "metrics.json", metrics)  # last: its presence marks a finished run
+        shutil.rmtree(output / "phases", ignore_errors=True)
+    barrier()
     return metrics

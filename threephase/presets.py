@@ -6,10 +6,15 @@ afterwards (``--set`` on the command line, :func:`threephase.config.apply_overri
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import torch
 
 from .config import RunConfig, apply_overrides
 from .errors import ThreePhaseError
+
+logger = logging.getLogger(__name__)
 
 PRESETS = ("paper", "cpu")
 
@@ -33,26 +38,46 @@ _TABLE5 = {
 }
 
 
-def _model_family(model_name_or_path: str) -> str:
-    return "roberta" if "roberta" in model_name_or_path.lower() else "minilm"
+def _model_family(model_name_or_path: str) -> tuple[str, str]:
+    """The Table 5 family of a model and why: its own row, or the nearest one the paper tuned."""
+    name = model_name_or_path.lower().rstrip("/")
+    if name.endswith("roberta-base"):
+        return "roberta", "the paper's roberta-base"
+    if name.endswith("all-minilm-l12-v2"):
+        return "minilm", "the paper's all-MiniLM-L12-v2"
+    if "roberta" in name:
+        return "roberta", f"{model_name_or_path!r} is not a model of the paper; its name contains 'roberta'"
+    return "minilm", f"{model_name_or_path!r} is not a model of the paper"
 
 
 def paper_hyperparameters(dataset: str | None, model_name_or_path: str) -> dict[str, Any]:
-    """The Table 5 row for (model, dataset) as overrides.
+    """The Table 5 row for (model, dataset) as overrides; a warning names the row when it is not the pair's own.
 
     Data the paper did not use, and models other than RoBERTa, take the all-MiniLM-L12-v2 row of that
     dataset, or its snips2 row (the spec's default).
     """
-    family = _model_family(model_name_or_path)
-    row = _TABLE5.get((family, dataset)) or _TABLE5.get(("minilm", dataset)) or _TABLE5[("minilm", "snips2")]
-    lr_dae, lr_cl, lr_ft, reps, mult, epochs, batch, max_len, frozen, deletion = row
+    family, why = _model_family(model_name_or_path)
+    if (family, dataset) in _TABLE5:
+        key = (family, dataset)
+    elif ("minilm", dataset) in _TABLE5:
+        key, why = ("minilm", dataset), f"{why}, and the paper tuned no {family} row for {dataset!r}"
+    else:
+        key, why = ("minilm", "snips2"), f"{why}; {dataset!r} is not a dataset of the paper (the spec's default row)"
+    exact = why.startswith("the paper's") and key == (family, dataset)
+    (logger.info if exact else logger.warning)(
+        "paper preset: Table 5 row (%s, %s) for model %r on %r: %s.",
+        "roberta-base" if key[0] == "roberta" else "all-MiniLM-L12-v2", key[1], model_name_or_path, dataset, why)
+    lr_dae, lr_cl, lr_ft, reps, mult, epochs, batch, max_len, frozen, deletion = _TABLE5[key]
+    # Mixed precision where the GPU has it: the paper trained on GPUs, and bf16 keeps fp32's range.
+    precision = {"bf16": True} if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else {}
     return {
         "max_seq_length": max_len,
         "dae": {"learning_rate": lr_dae, "num_train_epochs": reps, "per_device_train_batch_size": batch,
-                "deletion_ratio": deletion},
-        "cl": {"learning_rate": lr_cl, "pair_multiplier": mult, "per_device_train_batch_size": batch},
+                "deletion_ratio": deletion, "training_args": precision},
+        "cl": {"learning_rate": lr_cl, "pair_multiplier": mult, "per_device_train_batch_size": batch,
+               "training_args": precision},
         "ft": {"learning_rate": lr_ft, "num_train_epochs": epochs, "per_device_train_batch_size": batch,
-               "freeze_body": frozen},
+               "freeze_body": frozen, "training_args": precision},
     }
 
 

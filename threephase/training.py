@@ -6,16 +6,22 @@ All three phases train through :class:`SentenceTransformerTrainer`, so ``acceler
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import os
 import random
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from datasets import Dataset
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save as save_safetensors
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
@@ -23,6 +29,9 @@ from transformers import TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from .errors import ThreePhaseError
+from .records import atomic_write_bytes, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -39,6 +48,25 @@ def is_main_process() -> bool:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing in a single process): rank 0 writes files that the others then read."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def from_main_process(value: Any) -> Any:
+    """``value`` as rank 0 has it, on every rank (itself in a single process): decisions that must agree."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+    return value
 
 
 class SyncLossParameters(TrainerCallback):
@@ -69,28 +97,95 @@ def training_arguments(
     logging_steps: int = 10,
     device: str | None = None,
     num_train_epochs: float = 1,
+    save_steps: int = 0,
     **extra: Any,
 ) -> SentenceTransformerTrainingArguments:
     """TrainingArguments for one phase from its settings (``learning_rate``, ``per_device_train_batch_size``,
-    ``warmup_ratio``, ``weight_decay``). No checkpoints are written: phases hand their body on in memory."""
-    return SentenceTransformerTrainingArguments(
+    ``warmup_ratio``, ``weight_decay``), then ``extra``, then the phase's own ``training_args`` dict, unchanged.
+
+    With ``save_steps`` > 0 the trainer writes a resumable checkpoint under ``output_dir`` every ``save_steps``
+    optimizer steps (the last two are kept); otherwise the phase hands its body on in memory only."""
+    values: dict[str, Any] = dict(
         output_dir=output_dir or tempfile.mkdtemp(prefix="threephase-"),
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.per_device_train_batch_size,
         num_train_epochs=num_train_epochs,
-        warmup_steps=settings.warmup_ratio,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a fraction of the steps
         weight_decay=settings.weight_decay,
         seed=seed,
         data_seed=seed,
         logging_steps=logging_steps,
         logging_first_step=True,
-        save_strategy="no",
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=2,  # the newest may be cut short by a kill; the one before it is then complete
         report_to="none",
         use_cpu=device == "cpu" or not torch.cuda.is_available(),
         disable_tqdm=not is_main_process(),
         ddp_find_unused_parameters=True,  # BERT-style poolers and the unused decoder layers get no gradient
-        **extra,
     )
+    values.update(extra)
+    user = dict(getattr(settings, "training_args", None) or {})
+    known = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments)}
+    unknown = sorted(set(user) - known)
+    if unknown:
+        raise ThreePhaseError(
+            f"training_args has settings that TrainingArguments does not know: {', '.join(unknown)}. Use the names "
+            "of transformers' TrainingArguments, e.g. bf16, gradient_accumulation_steps, gradient_checkpointing, "
+            "dataloader_num_workers, report_to, torch_compile."
+        )
+    values.update(user)
+    try:
+        return SentenceTransformerTrainingArguments(**values)
+    except (ValueError, TypeError, ImportError) as err:
+        raise ThreePhaseError(f"TrainingArguments refused the phase's settings {user}: {err}") from None
+
+
+STATE_TENSORS, STATE_JSON = "threephase_state.safetensors", "threephase_state.json"
+
+
+class CheckpointState(TrainerCallback):
+    """Adds to each trainer checkpoint what the trainer does not save, and reads it back on resume.
+
+    The trainer saves the body, the optimizer, the scheduler and the RNG states. The weights that live in the loss
+    (the FT head, the TSDAE decoder's cross-attention) and the state of stateful callbacks (early stopping) are ours.
+    ``threephase_state.json`` is written last, so a checkpoint without it was cut short and is not resumed from.
+    """
+
+    def __init__(self, loss: torch.nn.Module, model: torch.nn.Module, stateful: list[Any] | None = None):
+        in_model = {id(p) for p in model.parameters()}
+        self.loss_parameters = {n: p for n, p in loss.named_parameters() if id(p) not in in_model}
+        self.stateful = stateful or []
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        tensors = {f"loss.{n}": p.detach().cpu().contiguous() for n, p in self.loss_parameters.items()}
+        values: dict[str, Any] = {"global_step": state.global_step, "callbacks": []}
+        for index, item in enumerate(self.stateful):
+            item_values, item_tensors = item.checkpoint_state()
+            values["callbacks"].append(item_values)
+            tensors.update({f"callback{index}.{k}": v.detach().cpu().contiguous() for k, v in item_tensors.items()})
+        atomic_write_bytes(folder / STATE_TENSORS, save_safetensors(tensors))
+        atomic_write_text(folder / STATE_JSON, json.dumps(values))
+
+    def load(self, checkpoint: Path) -> None:
+        tensors = load_safetensors(str(checkpoint / STATE_TENSORS))
+        values = json.loads((checkpoint / STATE_JSON).read_text())
+        with torch.no_grad():
+            for name, param in self.loss_parameters.items():
+                param.copy_(tensors[f"loss.{name}"])
+        for index, item in enumerate(self.stateful):
+            prefix = f"callback{index}."
+            item.load_checkpoint_state(values["callbacks"][index],
+                                       {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+
+
+def last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint (one with ``threephase_state.json``) under ``output_dir``, if any."""
+    folders = [p for p in Path(output_dir).glob("checkpoint-*") if (p / STATE_JSON).is_file()]
+    return max(folders, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def train(
@@ -99,18 +194,16 @@ def train(
     loss: torch.nn.Module,
     args: SentenceTransformerTrainingArguments,
     callbacks: list[TrainerCallback] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train ``body`` in place with ``loss`` on ``dataset``; return the loss history and wall time."""
-    several_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    several_cpu_processes = several_processes and (args.use_cpu or not torch.cuda.is_available())
-    if several_cpu_processes and not any(p.requires_grad for p in body.parameters()):
-        # On GPUs accelerate leaves a model without trainable weights unwrapped; on CPU it wraps it in DDP anyway,
-        # which torch refuses deep inside the trainer.
-        raise ThreePhaseError(
-            "A frozen body (freeze_body=True) cannot train in several CPU processes: DDP on CPU needs trainable body "
-            "weights. Run one process (a frozen body makes phase 3 cheap), or use GPUs, or set freeze_body=False."
-        )
+    """Train ``body`` in place with ``loss`` on ``dataset``; return the loss history and wall time.
+
+    With ``resume``, training continues from the newest complete checkpoint in ``args.output_dir``, if there is
+    one. Callbacks with ``checkpoint_state`` / ``load_checkpoint_state`` methods are saved in checkpoints too."""
     start = time.perf_counter()
+    callbacks = list(callbacks or [])
+    state = CheckpointState(loss, body, [c for c in callbacks if hasattr(c, "checkpoint_state")])
+    checkpoint = last_checkpoint(args.output_dir) if resume else None
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_warning()  # the trainer's info lines drown the progress bar
     try:
@@ -119,10 +212,13 @@ def train(
             args=args,
             train_dataset=dataset,
             loss=loss,
-            callbacks=[SyncLossParameters(loss, body), *(callbacks or [])],
+            callbacks=[SyncLossParameters(loss, body), state, *callbacks],
         )
         trainer.remove_callback(trainer.model_card_callback_class)  # we write our own model card
-        trainer.train()
+        if checkpoint is not None:
+            logger.info("Resuming from %s", checkpoint)
+            state.load(checkpoint)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         hf_logging.set_verbosity(verbosity)
     history = [
@@ -130,4 +226,5 @@ def train(
         for entry in trainer.state.log_history
         if "loss" in entry
     ]
-    return {"loss_history": history, "steps": trainer.state.global_step, "wall_time_s": time.perf_counter() - start}
+    return {"loss_history": history, "steps": trainer.state.global_step, "wall_time_s": time.perf_counter() - start,
+            "resumed_from_step": int(checkpoint.name.split("-")[-1]) if checkpoint else None}
