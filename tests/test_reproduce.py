@@ -122,3 +122,35 @@ def test_driver_skips_overwrites_and_aggregates(tmp_path, data_dir, monkeypatch,
     assert "(paper 93.86, Δ" in (out / "table4.md").read_text() and "seeds (0,1)" in (out / "table4.md").read_text()
     assert (out / "table4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.partial*")) and not list(out.glob(".*tmp"))
+
+
+@pytest.mark.slow
+def test_driver_resumes_a_killed_cell(tmp_path, data_dir, monkeypatch, capsys):
+    """A cell whose run was killed after phase 1 continues from the saved phase-1 body instead of starting again."""
+    from threephase import pipeline, run
+    from threephase.notebook import notebook_config
+
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)
+    out = tmp_path / "table4"
+    name = "snips2__all-MiniLM-L6-v2__dae-ft__seed0"
+    settings = {TINY[i + 1].split("=")[0]: TINY[i + 1].split("=")[1] for i in range(0, len(TINY), 2)}
+    config = notebook_config("cpu", "snips2", None, seed=0, variant="dae-ft", settings=settings)
+    config.output_dir = str(out / "runs" / name)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the runtime went away during phase 3
+
+    monkeypatch.setattr(pipeline, "train_ft", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(config)
+    monkeypatch.undo()
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)
+    saved = json.loads((out / "runs" / name / "phases" / "dae" / "report.json").read_text())
+    assert not (out / "runs" / name / "metrics.json").exists()
+
+    assert main(["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "dae-ft", "--preset", "cpu",
+                 "--seeds", "1", "--out", str(out), *TINY]) == 0
+    assert f"ran  {name}" in capsys.readouterr().out
+    record = json.loads((out / "runs" / name / "results.json").read_text())
+    assert record["phases"]["dae"] == saved  # phase 1 was loaded, not trained again
+    assert not (out / "runs" / name / "phases").exists()

@@ -2,7 +2,7 @@
 
 ``python -m threephase reproduce --table 4 ...`` runs ``notebooks/06_reproduce.ipynb`` through papermill once for
 each cell of the grid (dataset × model × variant × seed), keeps every output notebook, skips runs whose
-``results.json`` exists (unless ``--overwrite``), then aggregates the records: accuracy in %, mean ± std over seeds,
+``results.json`` exists (unless ``--overwrite``), resumes runs that were killed on the way, then aggregates the records: accuracy in %, mean ± std over seeds,
 with the paper's number and the difference beside each cell, as Markdown, CSV and a bar chart (PNG).
 
 The pieces are functions, for notebooks and tests: :func:`grid`, :func:`run_cell`, :func:`aggregate`,
@@ -147,7 +147,8 @@ def run_cell(cell: dict[str, Any], out: str | os.PathLike, overrides: dict[str, 
     name = run_name(cell)
     run_dir, output_nb = out / "runs" / name, out / "notebooks" / f"{name}.ipynb"
     results = run_dir / "results.json"
-    params = {**cell, **(parameters or {}), "overrides": json.dumps(overrides or {}), "output_dir": str(run_dir)}
+    params = {**cell, **(parameters or {}), "overrides": json.dumps(overrides or {}), "output_dir": str(run_dir),
+              "overwrite": overwrite}
     if results.is_file() and not overwrite:
         record = json.loads(results.read_text())
         changed = _changed_settings(record.get("parameters", {}), params)
@@ -177,9 +178,10 @@ def run_cell(cell: dict[str, Any], out: str | os.PathLike, overrides: dict[str, 
 def _changed_settings(saved: dict[str, Any], params: dict[str, Any]) -> str:
     """The settings in which a finished run's notebook parameters differ from this call's ("" if none).
 
-    ``device`` and ``output_dir`` may differ: they change where a run ran, not what it computed."""
+    ``device`` and ``output_dir`` may differ: they change where a run ran, not what it computed; ``overwrite`` says
+    how this call treats an old run."""
     wanted = {**params, "overrides": json.loads(params["overrides"])}
-    keys = sorted(k for k in wanted if k not in ("device", "output_dir") and saved.get(k) != wanted[k])
+    keys = sorted(k for k in wanted if k not in ("device", "output_dir", "overwrite") and saved.get(k) != wanted[k])
     return ", ".join(f"{k}: {saved.get(k)!r} then, {wanted[k]!r} now" for k in keys)
 
 
