@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from threephase import ThreePhaseError, load_body
 from threephase.models import auto_max_seq_length, packaged_model_path, resolve_model, with_pooling
@@ -43,3 +44,11 @@ def test_pickled_weights_are_refused_with_a_clear_error(tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(ThreePhaseError, match="no safetensors weights"):
         load_body(str(folder))
+
+
+def test_half_precision_weights_load_in_float32(tmp_path):
+    # transformers 5 keeps a checkpoint's dtype; training needs fp32 weights (mixed precision is a trainer setting).
+    body = load_body(packaged_model_path())
+    body.half().save_pretrained(str(tmp_path / "fp16"), safe_serialization=True)
+    again = load_body(str(tmp_path / "fp16"))
+    assert {p.dtype for p in again.parameters()} == {torch.float32}

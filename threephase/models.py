@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
@@ -95,9 +96,12 @@ def load_body(
 
 
 def open_body(path_or_id: str, *, device: str | None = None, trust_remote_code: bool = False) -> SentenceTransformer:
-    """A sentence-transformers body from safetensors weights only: pickled ``.bin`` files are never unpickled."""
+    """A sentence-transformers body from safetensors weights only: pickled ``.bin`` files are never unpickled.
+
+    The weights load in float32 whatever the checkpoint stores (transformers 5 would keep an fp16 copy in fp16):
+    the optimizer keeps fp32 weights, and mixed precision comes from the phases' ``training_args`` (bf16, fp16)."""
     return SentenceTransformer(path_or_id, device=device or "cpu", trust_remote_code=trust_remote_code,
-                               model_kwargs={"use_safetensors": True})
+                               model_kwargs={"use_safetensors": True, "dtype": torch.float32})
 
 
 def with_pooling(body: SentenceTransformer, mode: str) -> SentenceTransformer:
