@@ -114,3 +114,13 @@ def test_ft_summary_reports_the_best_epoch_of_a_run():
     row = notebook.ft_summary(report, {"accuracy": 0.8, "macro_f1": 0.79})
     assert row == {"epochs": 3, "best epoch": 2, "validation accuracy": 0.75, "test accuracy": 0.8,
                    "test macro F1": 0.79, "seconds": 12.5}
+
+
+def test_ci_size_shrinks_only_the_cpu_preset(monkeypatch):
+    monkeypatch.setenv(notebook.SIZE_ENV, "ci")
+    tiny = notebook.notebook_config("cpu", "snips2", settings={"data.test_per_class": 9}, cpu_defaults=notebook.SMALL)
+    assert tiny.data.train_per_class == notebook.CI_SIZE["data.train_per_class"] and tiny.max_seq_length == 24
+    assert tiny.data.test_per_class == 9  # a parameter the reader set still wins
+    assert notebook.notebook_config("paper", "snips2").data.train_per_class is None
+    monkeypatch.delenv(notebook.SIZE_ENV)
+    assert notebook.notebook_config("cpu", "snips2", cpu_defaults=notebook.SMALL).data.train_per_class == 16

@@ -66,8 +66,10 @@ class EarlyStopping(TrainerCallback):
         key = (scores["accuracy"], -scores["loss"])
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.bad_epochs = key, epoch, 0
-            self.best_state = {f"body.{k}": v.detach().cpu().clone() for k, v in self.classifier.body.state_dict().items()}
-            self.best_state.update({f"head.{k}": v.detach().cpu().clone() for k, v in self.classifier.head.state_dict().items()})
+            # A frozen body does not change: copying its weights each time would cost more than the head's epoch.
+            parts = ("body", "head") if any(p.requires_grad for p in self.classifier.body.parameters()) else ("head",)
+            self.best_state = {f"{part}.{k}": v.detach().cpu().clone() for part in parts
+                               for k, v in getattr(self.classifier, part).state_dict().items()}
         else:
             self.bad_epochs += 1
         self.classifier.head.train()
@@ -83,9 +85,9 @@ class EarlyStopping(TrainerCallback):
     def restore_best(self) -> None:
         if self.best_state is not None:
             for part in ("body", "head"):
-                module = getattr(self.classifier, part)
-                module.load_state_dict({k[len(part) + 1:]: v for k, v in self.best_state.items()
-                                        if k.startswith(f"{part}.")})
+                state = {k[len(part) + 1:]: v for k, v in self.best_state.items() if k.startswith(f"{part}.")}
+                if state:
+                    getattr(self.classifier, part).load_state_dict(state)
 
     # Saved in trainer checkpoints (threephase.training.CheckpointState), so a resumed phase 3 keeps its best epoch.
     def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

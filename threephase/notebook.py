@@ -8,6 +8,7 @@ made with the same settings (:func:`cache_key`); otherwise it is trained again a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,17 @@ from .records import atomic_dir
 # preset's own subset (64 per class, length 64) is sized for a full run of a few minutes instead.
 SMALL = {"data.train_per_class": 16, "data.validation_per_class": 8, "data.test_per_class": 20, "max_seq_length": 32}
 
+# The smallest size that still proves a notebook runs top to bottom. CI builds the book with
+# THREEPHASE_NOTEBOOK_SIZE=ci, so that a change is checked in minutes; the published book uses the sizes above.
+CI_SIZE = {"data.train_per_class": 6, "data.validation_per_class": 3, "data.test_per_class": 6, "max_seq_length": 24,
+           "dae.num_train_epochs": 1, "cl.pair_multiplier": 1, "ft.num_train_epochs": 2, "ft.min_epochs": 1}
+SIZE_ENV = "THREEPHASE_NOTEBOOK_SIZE"
+
+
+def ci_size() -> bool:
+    """True when ``$THREEPHASE_NOTEBOOK_SIZE`` is ``ci``: the cpu preset then runs at :data:`CI_SIZE`."""
+    return os.environ.get(SIZE_ENV, "").strip().lower() == "ci"
+
 
 def notebook_config(preset: str, dataset: str | None, model: str | None = None, *, seed: int = 0,
                     device: str | None = None, variant: str = "three-phase",
@@ -31,14 +43,15 @@ def notebook_config(preset: str, dataset: str | None, model: str | None = None, 
 
     ``settings`` holds dotted names (``{"data.train_per_class": 16, "max_seq_length": 32}``); a ``None`` value keeps
     the preset's. With the ``cpu`` preset, ``cpu_defaults`` (e.g. :data:`SMALL`) fill the settings left ``None``;
-    the ``paper`` preset ignores them, so that switching the preset alone gives the paper's settings.
+    the ``paper`` preset ignores them, so that switching the preset alone gives the paper's settings. With
+    ``$THREEPHASE_NOTEBOOK_SIZE=ci`` the ``cpu`` preset takes :data:`CI_SIZE` over ``cpu_defaults``.
     A ``ft.num_train_epochs`` below the preset's ``ft.min_epochs`` lowers that minimum too, so that a short run is
     still a valid one.
     """
     config = preset_config(preset, dataset, model, variant=variant, seed=seed, device=device)
     chosen = {key: value for key, value in (settings or {}).items() if value is not None}
     if preset == "cpu":
-        chosen = {**(cpu_defaults or {}), **chosen}
+        chosen = {**(cpu_defaults or {}), **(CI_SIZE if ci_size() else {}), **chosen}
     config = apply_overrides(config, chosen)
     if "ft.num_train_epochs" in chosen and "ft.min_epochs" not in chosen:
         config.ft.min_epochs = min(config.ft.min_epochs, config.ft.num_train_epochs)
