@@ -52,11 +52,11 @@ class MLPHead(nn.Module):
 class ClassificationLoss(nn.Module):
     """Softmax cross-entropy of the head on the body's pooled embedding (eq. 9); the head trains as part of the loss."""
 
-    def __init__(self, body: SentenceTransformer, head: MLPHead):
+    def __init__(self, body: SentenceTransformer, head: MLPHead, class_weights: torch.Tensor | None = None):
         super().__init__()
         self.model = body
         self.head = head
-        self.cross_entropy = nn.CrossEntropyLoss()
+        self.cross_entropy = nn.CrossEntropyLoss(weight=class_weights)
 
     def forward(self, sentence_features, labels):
         (features,) = sentence_features

@@ -115,6 +115,8 @@ class FTConfig:
     activation: str | None = "relu"
     dropout: float = 0.3
     freeze_body: bool = False
+    class_weights: str | None = None  # "balanced": cross-entropy weighted by inverse class frequency
+    metric_for_best_model: str = "accuracy"  # or "macro_f1": what early stopping maximises on validation
     adam_epsilon: float = 2e-5
     warmup_ratio: float = 0.1  # a fraction of the first epoch: the learning rate peaks within epoch 1
     weight_decay: float = 0.0
@@ -205,6 +207,16 @@ class RunConfig:
             raise ThreePhaseError(
                 f"device {self.device!r}: the trainer places the model on the first visible GPU itself, so a GPU index "
                 f"cannot be honoured here. Select the GPU with CUDA_VISIBLE_DEVICES={gpu.group(1)} and pass --device cuda."
+            )
+        if self.ft.class_weights not in (None, "balanced"):
+            raise ThreePhaseError(
+                f"Unknown ft.class_weights {self.ft.class_weights!r}: use null (plain cross-entropy) or 'balanced' "
+                "(each class weighted by the inverse of its frequency in the training split)."
+            )
+        if self.ft.metric_for_best_model not in ("accuracy", "macro_f1"):
+            raise ThreePhaseError(
+                f"Unknown ft.metric_for_best_model {self.ft.metric_for_best_model!r}: use 'accuracy' (the paper's) or "
+                "'macro_f1' (better on imbalanced validation data)."
             )
         if self.ft.activation not in (None, "relu", "gelu", "tanh"):
             raise ThreePhaseError(

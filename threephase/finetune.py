@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from sklearn.metrics import f1_score
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, get_linear_schedule_with_warmup
@@ -25,14 +26,22 @@ from .training import from_main_process, is_main_process, train, training_argume
 
 
 def scores_from_logits(logits: torch.Tensor, labels: Sequence[int]) -> dict[str, Any]:
-    """Accuracy, mean cross-entropy and predicted ids, from the logits of one split."""
+    """Accuracy, macro F1, mean cross-entropy and predicted ids, from the logits of one split."""
     targets = torch.as_tensor(list(labels))
     predictions = logits.argmax(dim=-1)
     return {
         "accuracy": float((predictions == targets).float().mean()),
+        "macro_f1": float(f1_score(targets.numpy(), predictions.numpy(), average="macro",
+                                   labels=list(range(logits.shape[-1])), zero_division=0)),
         "loss": float(torch.nn.functional.cross_entropy(logits, targets)),
         "predictions": predictions.tolist(),
     }
+
+
+def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
+    """n / (K × n_c) per class c, as scikit-learn's "balanced": a rare class weighs as much in total as a common one."""
+    counts = torch.bincount(torch.as_tensor(list(labels)), minlength=num_labels).float()
+    return len(labels) / (num_labels * counts.clamp(min=1))
 
 
 def evaluate_split(classifier: ThreePhaseClassifier, texts: Sequence[str], labels: Sequence[int],
@@ -44,7 +53,8 @@ def evaluate_split(classifier: ThreePhaseClassifier, texts: Sequence[str], label
 class EarlyStopping(TrainerCallback):
     """After each epoch: score validation, keep the best weights, stop when patience runs out.
 
-    Best = highest accuracy, then lowest loss. Training runs at least ``min_epochs`` epochs. Under DDP only rank 0
+    Best = highest ``metric_for_best_model`` (accuracy, or macro F1), then lowest loss. Training runs at least
+    ``min_epochs`` epochs. Under DDP only rank 0
     scores validation; its scores reach every rank, so all ranks keep the same epoch and stop together.
     ``score`` returns the validation scores of the current weights (``accuracy``, ``loss``).
     """
@@ -60,10 +70,11 @@ class EarlyStopping(TrainerCallback):
     def end_epoch(self, epoch: int, train_loss: float | None) -> bool:
         """Record epoch ``epoch``; return True when training should stop."""
         scores = self.score() if is_main_process() else None
-        scores = from_main_process(scores and {"accuracy": scores["accuracy"], "loss": scores["loss"]})
+        scores = from_main_process(scores and {k: scores[k] for k in ("accuracy", "macro_f1", "loss")})
         self.history.append({"epoch": epoch, "validation_accuracy": scores["accuracy"],
-                             "validation_loss": scores["loss"], "train_loss": train_loss})
-        key = (scores["accuracy"], -scores["loss"])
+                             "validation_macro_f1": scores["macro_f1"], "validation_loss": scores["loss"],
+                             "train_loss": train_loss})
+        key = (scores[self.config.metric_for_best_model], -scores["loss"])
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.bad_epochs = key, epoch, 0
             # A frozen body does not change: copying its weights each time would cost more than the head's epoch.
@@ -117,8 +128,10 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
     head = MLPHead(body.get_embedding_dimension(), len(label_names), config.head_hidden_size, config.activation,
                    config.dropout)
     classifier = ThreePhaseClassifier(body, head, label_names)
+    weights = balanced_class_weights(train_data["label"], len(label_names)) if config.class_weights else None
     if config.freeze_body:
-        return classifier, _train_head_on_vectors(classifier, train_data, validation, config, seed, logging_steps)
+        return classifier, _train_head_on_vectors(classifier, train_data, validation, config, seed, logging_steps,
+                                                  weights)
     stopper = EarlyStopping(classifier, lambda: evaluate_split(classifier, validation["text"], validation["label"],
                                                                config.per_device_eval_batch_size), config)
     args = training_arguments(
@@ -127,7 +140,8 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
         warmup_steps=first_epoch_warmup(config, len(train_data)),
         learning_rate_mapping={r"^head\.": config.head_learning_rate} if config.head_learning_rate else {},
     )
-    report = train(body, train_data.select_columns(["text", "label"]), ClassificationLoss(body, head), args,
+    loss = ClassificationLoss(body, head, weights.to(body.device) if weights is not None else None)
+    report = train(body, train_data.select_columns(["text", "label"]), loss, args,
                    callbacks=[stopper], resume=resume)
     stopper.restore_best()
     classifier.head.eval()
@@ -135,7 +149,8 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
 
 
 def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset, validation: Dataset,
-                           config: FTConfig, seed: int, logging_steps: int) -> dict[str, Any]:
+                           config: FTConfig, seed: int, logging_steps: int,
+                           weights: torch.Tensor | None = None) -> dict[str, Any]:
     """Phase 3 with a frozen body: encode once, then train the head alone on the stored embeddings.
 
     Every process trains the same head on the same vectors, so several processes (DDP) agree without a wrapper.
@@ -161,7 +176,7 @@ def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset
     scheduler = get_linear_schedule_with_warmup(optimizer, first_epoch_warmup(config, len(labels)),
                                                 steps_per_epoch * config.num_train_epochs)
     generator = torch.Generator().manual_seed(seed)
-    cross_entropy = torch.nn.CrossEntropyLoss()
+    cross_entropy = torch.nn.CrossEntropyLoss(weight=weights.to(labels.device) if weights is not None else None)
     history, step = [], 0
     body.requires_grad_(False)
     try:

@@ -1,0 +1,43 @@
+"""Imbalance-aware phase 3 options: class-weighted cross-entropy and macro-F1 early stopping."""
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from threephase import FTConfig, ThreePhaseError, load_body, train_ft
+from threephase.finetune import balanced_class_weights, scores_from_logits
+from threephase.models import packaged_model_path
+
+
+def test_balanced_weights_are_inverse_class_frequencies():
+    weights = balanced_class_weights([0, 0, 0, 1], 3)
+    assert weights.tolist() == pytest.approx([4 / 9, 4 / 3, 4 / 3])  # an absent class gets the weight of one example
+
+
+def test_scores_include_macro_f1():
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    scores = scores_from_logits(logits, [0, 0, 1, 1])
+    assert scores["accuracy"] == 0.75 and scores["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("key, value, says", [("class_weights", "inverse", "balanced"),
+                                              ("metric_for_best_model", "f1", "macro_f1")])
+def test_unknown_values_are_refused(key, value, says):
+    with pytest.raises(ThreePhaseError, match=says):
+        tiny_config(**{f"ft__{key}": value}).validate()
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_weighted_loss_and_macro_f1_model_selection(tiny_data, frozen):
+    labels = tiny_data["train"]["label"]
+    keep = [i for i, label in enumerate(labels) if label != 0] + [i for i, label in enumerate(labels) if label == 0][:2]
+    skewed = tiny_data["train"].select(keep)
+    config = FTConfig(learning_rate=1e-4, head_learning_rate=1e-2, num_train_epochs=4, min_epochs=4, patience=4,
+                      per_device_train_batch_size=16, class_weights="balanced", metric_for_best_model="macro_f1",
+                      freeze_body=frozen)
+    body = load_body(packaged_model_path(), max_seq_length=32)
+    _, report = train_ft(body, skewed, tiny_data["validation"], config, seed=0)
+    epochs = report["epochs"]
+    assert all("validation_macro_f1" in e for e in epochs)
+    best = max(epochs, key=lambda e: (e["validation_macro_f1"], -e["validation_loss"]))
+    assert report["best_epoch"] == best["epoch"]
