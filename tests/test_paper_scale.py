@@ -158,7 +158,7 @@ def test_a_frozen_body_encodes_each_split_once(tiny_data, body, monkeypatch):
     config = FTConfig(head_learning_rate=1e-2, num_train_epochs=8, min_epochs=8, freeze_body=True,
                       per_device_train_batch_size=16)
     classifier, report = train_ft(body, tiny_data["train"], tiny_data["validation"], config, seed=0)
-    assert calls == [len(tiny_data["train"]), len(tiny_data["validation"])]
+    assert calls == [len(tiny_data["train"]) + len(tiny_data["validation"])]  # one pass, whatever the epochs
     assert len(report["epochs"]) == 8 and report["encoded_once"]
     assert weights_hash(classifier.body) == before
     assert report["epochs"][report["best_epoch"] - 1]["validation_accuracy"] > 1 / 7 + 0.3

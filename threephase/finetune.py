@@ -158,8 +158,10 @@ def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset
     start = time.perf_counter()
     body, head = classifier.body, classifier.head
     batch = config.per_device_eval_batch_size
-    vectors = {name: classifier.encode(split["text"], batch_size=batch).float().clone().to(head.layers[0].weight.device)
-               for name, split in (("train", train_data), ("validation", validation))}
+    # One pass over both splits: sentence-transformers sorts the texts by length, so the batches pad less.
+    encoded = classifier.encode(list(train_data["text"]) + list(validation["text"]), batch_size=batch)
+    encoded = encoded.float().clone().to(head.layers[0].weight.device)
+    vectors = {"train": encoded[:len(train_data)], "validation": encoded[len(train_data):]}
     encode_seconds = time.perf_counter() - start
     labels = torch.as_tensor(train_data["label"], device=vectors["train"].device)
     validation_labels = validation["label"]
