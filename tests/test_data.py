@@ -4,8 +4,8 @@ import logging
 import pandas as pd
 import pytest
 
-from threephase import ThreePhaseError, load_data
-from threephase.data import DATA_DIR_ENV, class_sizes, subsample
+from threephase import DataConfig, ThreePhaseError, load_data, preset_config
+from threephase.data import DATA_DIR_ENV, class_sizes, prepare_data, subsample
 
 
 def write_folder(path, splits, labels=None):
@@ -139,8 +139,8 @@ def fake_hub(monkeypatch, splits, label_feature):
 
     calls = []
 
-    def load_dataset(hub_id, revision=None):
-        calls.append((hub_id, revision))
+    def load_dataset(hub_id, name=None, revision=None):
+        calls.append((hub_id, name, revision))
         features = datasets.Features({"text": datasets.Value("string"), "category": label_feature})
         return datasets.DatasetDict(
             {s: datasets.Dataset.from_pandas(pd.DataFrame(r, columns=["text", "category"]), features=features)
@@ -158,7 +158,7 @@ def test_snips2_from_the_hub_halves_its_test_split_into_validation_and_test(monk
     classes = ["PlayMusic", "GetWeather", "RateBook"]
     calls = fake_hub(monkeypatch, {"train": rows(10, classes), "test": rows(10, classes)}, datasets.Value("string"))
     data = load_data(dataset="snips2", seed=3)
-    assert calls == [("benayas/snips", None)]
+    assert calls == [("benayas/snips", None, None)]
     assert len(data["train"]) == 30 and len(data["validation"]) == 15 and len(data["test"]) == 15
     assert set(data["validation"]["text"]).isdisjoint(data["test"]["text"])
     assert set(data["validation"]["text"]) | set(data["test"]["text"]) == {t for t, _ in rows(10, classes)}
@@ -171,11 +171,132 @@ def test_script_datasets_load_from_the_hubs_parquet_conversion_with_their_label_
     feature = datasets.ClassLabel(names=[f"intent{i}" for i in range(4)])
     calls = fake_hub(monkeypatch, {"train": rows(10, range(4))}, feature)
     data = load_data(dataset="snips", seed=0)
-    assert calls == [("sonos-nlu-benchmark/snips_built_in_intents", "refs/convert/parquet")]
+    assert calls == [("sonos-nlu-benchmark/snips_built_in_intents", None, "refs/convert/parquet")]
     assert data["train"].features["label"].names == feature.names
     assert len(data["train"]) + len(data["validation"]) + len(data["test"]) == 40
 
     calls = fake_hub(monkeypatch, {s: rows(4, [0, 1]) for s in ("train", "validation", "test")}, datasets.Value("int64"))
     data = load_data(dataset="sst2")
-    assert calls == [("SetFit/sst2", None)]
+    assert calls == [("SetFit/sst2", None, None)]
     assert data["test"].features["label"].names == ["negative", "positive"]
+
+
+def test_glue_sst2_tests_on_the_glue_dev_set_and_carves_validation_from_train(monkeypatch):
+    """The paper's SST-2: GLUE's training phrases, its dev set as test, its unlabelled test set dropped."""
+    import datasets
+
+    feature = datasets.ClassLabel(names=["negative", "positive"])
+    hidden = [(f"secret test sentence {i}", -1) for i in range(6)]
+    calls = fake_hub(monkeypatch, {"train": rows(20, [0, 1]), "validation": rows(5, [0, 1]), "test": hidden}, feature)
+    data = load_data(dataset="glue_sst2", seed=1)
+    assert calls == [("nyu-mll/glue", "sst2", None)]
+    assert data["test"]["text"] == [t for t, _ in rows(5, [0, 1])]  # the dev set, whole and in order
+    assert len(data["validation"]) == 8 and len(data["train"]) == 32  # 20% of train, stratified
+    assert set(data["validation"]["text"]) | set(data["train"]["text"]) == {t for t, _ in rows(20, [0, 1])}
+    assert data["train"].features["label"].names == ["negative", "positive"]
+    assert not any("secret" in t for split in data for t in data[split]["text"])
+
+
+def test_glue_sst2_takes_the_papers_sst2_rows():
+    from threephase.reproduce import paper_accuracy
+
+    glue, sst2 = preset_config("paper", "glue_sst2"), preset_config("paper", "sst2")
+    assert glue.to_dict() | {"data": None} == sst2.to_dict() | {"data": None}
+    assert glue.dae.num_train_epochs == 4 and glue.max_seq_length == 512  # all-MiniLM-L12-v2's sst2 row
+    assert paper_accuracy(4, "glue_sst2", "FacebookAI/roberta-base", "ft") == 90.28
+    assert paper_accuracy(3, "glue_sst2", "sentence-transformers/all-MiniLM-L12-v2", "joint") == 90.04
+
+
+def user_data(labels, splits=("train", "test"), n=10):
+    """A DatasetDict of your own: columns ``sentence`` and ``intent``, ``n`` examples per class and split."""
+    import datasets
+
+    return datasets.DatasetDict({
+        split: datasets.Dataset.from_dict({
+            "sentence": [f"{split} sentence {i} about {label}" for label in labels for i in range(n)],
+            "intent": [label for label in labels for _ in range(n)],
+            "id": list(range(n * len(labels)))})
+        for split in splits})
+
+
+def test_own_dataset_dict_with_other_columns_and_string_labels():
+    config = DataConfig(dataset=None, text_column="sentence", label_column="intent", seed=2, train_per_class=6)
+    data = prepare_data(user_data(["weather", "music", "alarm"]), config)
+    assert list(data) == ["train", "validation", "test"]
+    assert data["train"].column_names == ["text", "label"]
+    assert data["train"].features["label"].names == ["alarm", "music", "weather"]  # sorted
+    assert set(class_sizes(data["train"]).values()) == {6}  # the subset of the config
+    assert set(class_sizes(data["validation"]).values()) == {2}  # 20% of train's 10, stratified
+    assert len(data["test"]) == 30 and all(t.startswith("test ") for t in data["test"]["text"])
+    again = prepare_data(user_data(["weather", "music", "alarm"]), config)
+    assert again["validation"]["text"] == data["validation"]["text"]  # seeded by config.seed
+    other = prepare_data(user_data(["weather", "music", "alarm"]), DataConfig(
+        text_column="sentence", label_column="intent", seed=3, train_per_class=6))
+    assert other["validation"]["text"] != data["validation"]["text"]
+
+
+def test_own_dataset_is_split_like_the_file_loader(tmp_path):
+    """A DatasetDict and the same rows as CSV files give the same splits, subsets and order."""
+    raw = user_data([3, 1, 7], splits=("train",), n=12)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    raw["train"].to_pandas().to_csv(folder / "train.csv", index=False)
+    settings = dict(dataset=None, text_column="sentence", label_column="intent", seed=4, train_per_class=7,
+                    test_per_class=2)
+    from_files = load_data(DataConfig(data_dir=str(folder), **settings))
+    from_python = prepare_data(raw, DataConfig(**settings))
+    assert from_python["train"].features["label"].names == ["1", "3", "7"]  # int labels, sorted, as names
+    for split in from_files:
+        assert from_python[split]["text"] == from_files[split]["text"], split
+        assert from_python[split]["label"] == from_files[split]["label"], split
+
+
+def test_prepared_data_comes_back_unchanged(tiny_data):
+    config = preset_config("cpu", "snips2").data  # larger subsets than tiny_data's
+    same = prepare_data(tiny_data, config)
+    for split in tiny_data:
+        assert same[split]["text"] == tiny_data[split]["text"]
+    smaller = prepare_data(tiny_data, DataConfig(train_per_class=3))  # over the configured size: drawn again
+    assert set(class_sizes(smaller["train"]).values()) == {3}
+
+
+def test_a_class_label_keeps_its_names_and_drops_unlabelled_rows():
+    import datasets
+
+    feature = datasets.ClassLabel(names=["no", "yes", "maybe"])
+    split = lambda labels: datasets.Dataset.from_dict(  # noqa: E731
+        {"text": [f"text {i}" for i in range(len(labels))], "label": labels},
+        features=datasets.Features({"text": datasets.Value("string"), "label": feature}))
+    data = prepare_data(datasets.DatasetDict(train=split([0, 1, 2] * 6 + [-1] * 4), test=split([-1] * 5)))
+    assert data["train"].features["label"].names == ["no", "yes", "maybe"]
+    assert len(data["train"]) + len(data["validation"]) + len(data["test"]) == 18  # unlabelled rows dropped
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not a DatasetDict", "pass a datasets.DatasetDict"),
+    ("no train split", "no 'train' split"),
+    ("missing column", "no column 'utterance'"),
+    ("single class", "single class"),
+    ("list labels", "single class"),
+    ("class too small to carve", "add a 'test' split to the DatasetDict"),
+])
+def test_unusable_dataset_dict_is_named(case, message):
+    import datasets
+
+    data, config = user_data(["a", "b"]), DataConfig(text_column="sentence", label_column="intent")
+    if case == "not a DatasetDict":
+        data = [{"sentence": "hi", "intent": "a"}]
+    elif case == "no train split":
+        data = datasets.DatasetDict(training=data["train"])
+    elif case == "missing column":
+        config = DataConfig(text_column="utterance", label_column="intent")
+    elif case == "single class":
+        data = user_data(["a"])
+    elif case == "list labels":
+        data = datasets.DatasetDict(train=datasets.Dataset.from_dict({"sentence": ["x", "y"], "intent": [[0], [1]]}))
+        message = "not one text and one label"
+    elif case == "class too small to carve":
+        data = datasets.DatasetDict(train=datasets.Dataset.from_dict({"sentence": ["x", "y", "z"],
+                                                                      "intent": ["a", "a", "b"]}))
+    with pytest.raises(ThreePhaseError, match=message):
+        prepare_data(data, config)

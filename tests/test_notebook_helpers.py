@@ -56,10 +56,12 @@ def test_cl_body_reuses_the_phase_1_body_and_retrains_only_what_changed(tmp_path
 
 def test_cached_run_loads_a_finished_run_with_the_same_config(tmp_path, tiny_data):
     config = tiny_config("ft", seed=1, output_dir=str(tmp_path / "run"))
-    metrics, loaded = notebook.cached_run(config, tiny_data)
-    assert not loaded and 0 <= metrics["accuracy"] <= 1
+    result, loaded = notebook.cached_run(config, tiny_data)
+    assert not loaded and 0 <= result.metrics["accuracy"] <= 1
     again, loaded = notebook.cached_run(config, tiny_data)
-    assert loaded and again == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert loaded and again.metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    texts = tiny_data["test"]["text"][:5]
+    assert again.classifier.predict(texts) == result.classifier.predict(texts)  # loaded from the folder
     config.ft.learning_rate *= 2
     assert notebook.cached_run(config, tiny_data)[1] is False
 

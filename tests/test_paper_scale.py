@@ -143,8 +143,8 @@ def test_data_seed_draws_the_data_and_the_training_seed_does_not(data_dir):
 
 
 def test_runs_record_the_data_fingerprint(tiny_data):
-    first = run(tiny_config("ft", seed=1), data=tiny_data)
-    second = run(tiny_config("ft", seed=2), data=tiny_data)
+    first = run(tiny_config("ft", seed=1), data=tiny_data).metrics
+    second = run(tiny_config("ft", seed=2), data=tiny_data).metrics
     assert first["data_fingerprint"] == second["data_fingerprint"] == data_fingerprint(tiny_data)
     assert set(first["data_fingerprint"]) == {"train", "validation", "test"}
 
@@ -175,5 +175,5 @@ def test_joint_weighs_its_dae_part(tiny_data, body):
         whole, halved = full(features, torch.ones(4)), half(features, torch.ones(4))
     assert float(halved["loss_dae"]) == pytest.approx(0.5 * float(whole["loss_dae"]), rel=1e-5)
     assert float(halved["loss_cl"]) == pytest.approx(float(whole["loss_cl"]), rel=1e-6)
-    metrics = run(tiny_config("joint", joint__dae_weight=0.25), data=tiny_data)
+    metrics = run(tiny_config("joint", joint__dae_weight=0.25), data=tiny_data).metrics
     assert metrics["phases"]["joint"]["dae_weight"] == 0.25

@@ -1,11 +1,20 @@
 """The classifier: a body plus the 2-layer MLP head, saved, loaded and pushed like a Hugging Face model.
 
-A saved classifier is a folder::
+A saved classifier is a folder (and a Hub repository) whose root is the body, a sentence-transformers model, so that
+``SentenceTransformer(folder_or_repo_id)`` gives its sentence embeddings. Beside the body's files::
 
-    body/              the body, a sentence-transformers folder (weights in safetensors)
-    head.safetensors   the head's weights
-    config.json        head settings, id2label / label2id, the run's settings
-    README.md          the model card
+    head.safetensors          the head's weights
+    config_threephase.json    head settings, id2label / label2id, the run's settings and test metrics
+    README.md                 the model card (library_name: sentence-transformers)
+
+``config.json`` is the body's transformers config, so threephase's own settings live in ``config_threephase.json``
+(named like ``config_sentence_transformers.json``). Folders of the first layout (``body/``, our settings in
+``config.json``) still load.
+
+Why not ``huggingface_hub.ModelHubMixin``: its ``save_pretrained`` deletes and rewrites ``config.json`` (here the
+body's) and writes in place, not atomically, and its ``from_pretrained`` reads ``config.json`` back as the
+constructor's arguments. The hub primitives it is built on (``snapshot_download``, ``HfApi.upload_folder``) are used
+directly instead.
 """
 
 from __future__ import annotations
@@ -24,11 +33,16 @@ from sentence_transformers import SentenceTransformer
 from torch import nn
 
 from .errors import ThreePhaseError
-from .model_card import model_card
+from .model_card import REPO_ID_PLACEHOLDER, model_card
 from .models import open_body
 from .records import atomic_dir, atomic_write_text
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+HEAD_FILE = "head.safetensors"
+SETTINGS_FILE = "config_threephase.json"
+# What from_pretrained downloads: weights as safetensors only (no pickles), configs, tokenizer files (*.txt vocabularies,
+# *.model sentencepiece), the card; never code.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.md", "*.model"]
 
 
 class MLPHead(nn.Module):
@@ -66,7 +80,11 @@ class ClassificationLoss(nn.Module):
 class ThreePhaseClassifier:
     """A text classifier made of a sentence-transformers body and an MLP head.
 
+    Call it like a transformers text-classification pipeline, or ask for label names and probabilities:
+
     >>> clf = ThreePhaseClassifier.from_pretrained("runs/snips2-3p")  # doctest: +SKIP
+    >>> clf("play some jazz")  # doctest: +SKIP
+    [{'label': 'PlayMusic', 'score': 0.98}]
     >>> clf.predict(["play some jazz"])  # doctest: +SKIP
     ['PlayMusic']
     """
@@ -121,7 +139,25 @@ class ThreePhaseClassifier:
         """The most probable label name for each text."""
         return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(dim=-1).tolist()]
 
+    def __call__(self, texts: str | Sequence[str], top_k: int | None = 1, batch_size: int = 64):
+        """What a transformers ``text-classification`` pipeline returns: ``{"label", "score"}`` dicts, best first.
+
+        A string gives a list of ``top_k`` dicts. A list of texts gives one dict per text when ``top_k`` is 1, and
+        one list of ``top_k`` dicts per text otherwise. ``top_k=None`` gives every label.
+        """
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise ThreePhaseError(f"top_k must be a positive integer or None (every label), got {top_k!r}.")
+        single = isinstance(texts, str)
+        probabilities = self.predict_proba([texts] if single else list(texts), batch_size)
+        k = len(self.label_names) if top_k is None else min(top_k, len(self.label_names))
+        ranked = [[{"label": self.label_names[i], "score": float(row[i])} for i in np.argsort(-row, kind="stable")[:k]]
+                  for row in probabilities]
+        if single:
+            return ranked[0]
+        return [scores[0] for scores in ranked] if top_k == 1 else ranked
+
     def config(self) -> dict[str, Any]:
+        """threephase's settings of this classifier, as written to ``config_threephase.json``."""
         return {
             "architecture": "ThreePhaseClassifier",
             "head": self.head.settings,
@@ -130,14 +166,15 @@ class ThreePhaseClassifier:
             "training": self.training,
         }
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write the classifier folder atomically (a temporary folder, then a rename)."""
+    def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path:
+        """Write the classifier folder atomically (a temporary folder, then a rename).
+
+        ``repo_id`` goes into the model card's usage snippets (default: a placeholder to replace)."""
         with atomic_dir(save_directory) as tmp:
-            self.body.save_pretrained(str(tmp / "body"), safe_serialization=True)
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
-                      str(tmp / "head.safetensors"))
-            atomic_write_text(tmp / "config.json", json.dumps(self.config(), indent=2))
-            atomic_write_text(tmp / "README.md", model_card(self.config()))
+            self.body.save_pretrained(str(tmp), safe_serialization=True, create_model_card=False)
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(tmp / HEAD_FILE))
+            atomic_write_text(tmp / SETTINGS_FILE, json.dumps(self.config(), indent=2) + "\n")
+            atomic_write_text(tmp / "README.md", model_card(self.config(), repo_id or REPO_ID_PLACEHOLDER))
         return Path(save_directory)
 
     @classmethod
@@ -147,28 +184,26 @@ class ThreePhaseClassifier:
 
         Only safetensors weights are read, and no remote code runs.
         """
-        path = Path(path_or_repo_id).expanduser()
-        if not path.exists():
-            if str(path_or_repo_id).startswith((".", "/", "~")) or str(path_or_repo_id).count("/") != 1:
-                raise ThreePhaseError(f"No classifier at {str(path)!r}: give a run or classifier folder, or a Hub id.")
-            from huggingface_hub import snapshot_download
-
-            # Weights as safetensors only, no code; *.model covers sentencepiece tokenizers.
-            path = Path(snapshot_download(str(path_or_repo_id), revision=revision, token=token,
-                                          allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model"]))
-        if (path / "classifier" / "config.json").is_file():
-            path = path / "classifier"
-        if not (path / "config.json").is_file() or not (path / "head.safetensors").is_file():
+        path = _local_folder(path_or_repo_id, revision, token)
+        if not (path / SETTINGS_FILE).is_file() and (path / "classifier").is_dir():
+            path = path / "classifier"  # a run folder
+        if (path / SETTINGS_FILE).is_file():
+            settings, body_path = json.loads((path / SETTINGS_FILE).read_text()), path
+        elif (path / "config.json").is_file() and (path / "body").is_dir():
+            settings, body_path = json.loads((path / "config.json").read_text()), path / "body"  # the first layout
+        else:
+            settings, body_path = {}, path
+        if "head" not in settings or not (path / HEAD_FILE).is_file():
             raise ThreePhaseError(
-                f"{str(path)!r} is not a saved classifier (it needs config.json, head.safetensors and body/): "
-                "pass the folder that ThreePhaseClassifier.save_pretrained or `threephase run` wrote."
+                f"{str(path)!r} is not a saved classifier (it needs {SETTINGS_FILE}, {HEAD_FILE} and the body's "
+                "sentence-transformers files): pass the folder that ThreePhaseClassifier.save_pretrained or "
+                "`threephase run` wrote, or its run folder."
             )
-        config = json.loads((path / "config.json").read_text())
-        body = open_body(str(path / "body"), device=device)
-        head = MLPHead(**config["head"])
-        head.load_state_dict(load_file(str(path / "head.safetensors")))
-        labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-        return cls(body, head, labels, config.get("training"))
+        body = open_body(str(body_path), device=device)
+        head = MLPHead(**settings["head"])
+        head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        labels = [settings["id2label"][str(i)] for i in range(len(settings["id2label"]))]
+        return cls(body, head, labels, settings.get("training"))
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
                     commit_message: str = "Upload ThreePhaseClassifier") -> str:
@@ -176,8 +211,29 @@ class ThreePhaseClassifier:
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "classifier")
-            return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message))
+            folder = self.save_pretrained(Path(tmp) / "classifier", repo_id=repo_id)
+            return str(api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                                         commit_message=commit_message))
 
+
+def _local_folder(path_or_repo_id: str | os.PathLike, revision: str | None, token: str | None) -> Path:
+    """A local folder as it is; a Hub id downloaded (safetensors, configs, tokenizer files and the card only)."""
+    path = Path(path_or_repo_id).expanduser()
+    if path.exists():
+        return path
+    name = str(path_or_repo_id)
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ThreePhaseError(f"No classifier at {str(path)!r}: give a run or classifier folder, or a Hub id "
+                              "(owner/name).")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, revision=revision, token=token, allow_patterns=HUB_PATTERNS))
+    except Exception as err:  # the Hub client raises many types for "no network" and "no such repository"
+        raise ThreePhaseError(
+            f"Could not download the classifier {name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            "Check the id (and your token for a private repository) and the network; with HF_HUB_OFFLINE=1 only "
+            "a copy already in the Hub cache loads. Or pass a local folder."
+        ) from None

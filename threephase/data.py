@@ -1,7 +1,9 @@
-"""Datasets: the paper's by name (Hub or local copy), or your own CSV folder or file.
+"""Datasets: the paper's by name (Hub or local copy), your own CSV folder or file, or your own ``DatasetDict``.
 
 Every loader returns a :class:`datasets.DatasetDict` with splits ``train``, ``validation`` and ``test`` and
 columns ``text`` (str) and ``label`` (a :class:`datasets.ClassLabel`, so label names travel with the data).
+Files (:func:`load_data`) and Python data (:func:`prepare_data`) go through the same steps: labels encoded, empty
+texts dropped, missing splits carved from train, subsets drawn.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from collections.abc import Mapping
+
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from sklearn.model_selection import train_test_split
 
@@ -34,12 +38,18 @@ class HubDataset:
     revision: str | None = None
     # snips2's Hub copy has train and a 1,400-row test only: halving test gives the benchmark's 700 / 700.
     validation_from_test: bool = False
+    config_name: str | None = None  # the Hub dataset's configuration (GLUE holds one per task)
+    # GLUE keeps its test labels secret (all -1): its validation split is the test, and validation is carved from train.
+    test_from_validation: bool = False
 
 
 DATASETS = {
     "snips": HubDataset("sonos-nlu-benchmark/snips_built_in_intents", revision="refs/convert/parquet"),
     "snips2": HubDataset("benayas/snips", validation_from_test=True),
+    # SST-2 at sentence level (6,920 / 872 / 1,821 sentences), the offline copy's source.
     "sst2": HubDataset("SetFit/sst2", ("negative", "positive")),
+    # The paper's SST-2: GLUE's 67,349 training phrases, tested on GLUE's 872-sentence dev set.
+    "glue_sst2": HubDataset("nyu-mll/glue", config_name="sst2", test_from_validation=True),
     "sst5": HubDataset("SetFit/sst5", ("very negative", "negative", "neutral", "positive", "very positive")),
     "ag_news": HubDataset("fancyzhx/ag_news"),
     "imdb": HubDataset("stanfordnlp/imdb"),
@@ -64,24 +74,138 @@ def load_data(config: DataConfig | None = None, seed: int | None = None, **setti
     config = config or DataConfig(**settings)
     seed = config.seed if seed is None else seed
     frames, names = _load_frames(config, seed)
-    frames = {split: _clean(frame, split) for split, frame in frames.items()}
-    frames = _fill_missing_splits(frames, config.validation_fraction, seed)
-    limits = {
+    return _finish(frames, names, config, seed, lambda split: f"provide {split}.csv")
+
+
+def _limits(config: DataConfig) -> dict[str, tuple[int | None, int | None]]:
+    return {
         "train": (config.train_per_class, config.max_train_samples),
         "validation": (config.validation_per_class, config.max_validation_samples),
         "test": (config.test_per_class, config.max_test_samples),
     }
-    for split, (per_class, total) in limits.items():
+
+
+def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfig, seed: int, add_split) -> DatasetDict:
+    """What every source shares once its labels are ids: drop empty texts, carve missing splits, draw the subsets.
+
+    ``add_split(split)`` says how the user could supply a split themselves (for the error of a class too small to
+    carve from)."""
+    frames = {split: _clean(frame, split) for split, frame in frames.items()}
+    frames = _fill_missing_splits(frames, config.validation_fraction, seed, add_split)
+    for split, (per_class, total) in _limits(config).items():
         frames[split] = subsample(frames[split], per_class=per_class, total=total, seed=seed)
-        if frames[split]["label"].nunique() < 2:
-            raise ThreePhaseError(
-                f"The {split} split holds a single class ({names[frames[split]['label'].iloc[0]]!r}): a classifier "
-                "needs at least two. Check the label column, or draw a larger subset."
-            )
+        _check_two_classes(split, frames[split]["label"], names)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
     return DatasetDict(
         {split: Dataset.from_pandas(frames[split], features=features, preserve_index=False) for split in SPLITS}
     )
+
+
+def _check_two_classes(split: str, labels, names: list[str]) -> None:
+    labels = pd.Series(labels)
+    if labels.nunique() < 2:
+        raise ThreePhaseError(
+            f"The {split} split holds a single class ({names[labels.iloc[0]]!r}): a classifier "
+            "needs at least two. Check the label column, or draw a larger subset."
+        )
+
+
+def prepare_data(data, config: DataConfig | None = None, seed: int | None = None) -> DatasetDict:
+    """Your own :class:`datasets.DatasetDict` (or a ``Dataset``, taken as the train split) in threephase's form.
+
+    The columns ``config.text_column`` and ``config.label_column`` become ``text`` and ``label``; plain labels (int
+    or str) become a ``ClassLabel`` named by their sorted distinct values (a ``ClassLabel`` keeps its names). Then
+    the steps of :func:`load_data` follow: empty texts and examples without a label (``-1`` in a ``ClassLabel``) are
+    dropped, a missing validation or test split is carved from train (stratified, seeded with ``config.seed``,
+    ``config.validation_fraction``), and the configured subsets are drawn. Splits other than ``train``,
+    ``validation`` and ``test`` are ignored.
+
+    Data already in threephase's form and within the configured subset sizes, such as what :func:`load_data`
+    returns for the same settings, comes back as it is, so that passing it to :func:`~threephase.run` trains on
+    the same rows in the same order.
+
+    >>> data = prepare_data(my_dataset_dict, DataConfig(text_column="sentence", label_column="intent"))  # doctest: +SKIP
+    """
+    config = config or DataConfig()
+    seed = config.seed if seed is None else seed
+    splits = _as_splits(data)
+    if _prepared(splits, config):
+        return DatasetDict(splits)
+    frames: dict[str, pd.DataFrame] = {}
+    names: list[str] | None = None
+    for split, dataset in splits.items():
+        missing = [c for c in (config.text_column, config.label_column) if c not in dataset.column_names]
+        if missing:
+            raise ThreePhaseError(
+                f"The {split} split has no column {' or '.join(map(repr, missing))} (its columns: "
+                f"{', '.join(dataset.column_names)}). Set data.text_column / data.label_column to your column names "
+                "(DataConfig(text_column=..., label_column=...), or --set data.text_column=...), or rename the columns."
+            )
+        feature = dataset.features[config.label_column]
+        if not isinstance(feature, (ClassLabel, Value)) or not isinstance(dataset.features[config.text_column], Value):
+            column = config.label_column if not isinstance(feature, (ClassLabel, Value)) else config.text_column
+            raise ThreePhaseError(
+                f"Column {column!r} of the {split} split holds {type(dataset.features[column]).__name__} values, not "
+                "one text and one label per example: threephase classifies a text into a single class. Flatten it "
+                "(e.g. join tokens into a string, keep one label), or choose another column."
+            )
+        frame = dataset.select_columns([config.text_column, config.label_column]).to_pandas()
+        frame = frame.set_axis(["text", "label"], axis=1)
+        if isinstance(feature, ClassLabel):
+            if names is not None and list(feature.names) != names:
+                raise ThreePhaseError(
+                    f"The {split} split's ClassLabel names {feature.names} differ from the train split's {names}: "
+                    "cast every split to the same ClassLabel (dataset.cast_column(...))."
+                )
+            names = list(feature.names)
+            frame = frame.assign(label=frame["label"].where(frame["label"] >= 0))  # -1: no label
+        if split != "train" and frame["label"].isna().all():
+            logger.warning("The %s split has no labels: carving it from train instead.", split)
+            continue
+        frames[split] = frame
+    frames, names = _encode_labels(frames, names, "the ClassLabel of the label column")
+    add_split = lambda split: f"add a {split!r} split to the DatasetDict"  # noqa: E731
+    return _finish(frames, names, config, seed, add_split)
+
+
+def _as_splits(data) -> dict[str, Dataset]:
+    """The train, validation and test splits of ``data``, checked."""
+    if isinstance(data, Dataset):
+        data = {"train": data}
+    if not isinstance(data, Mapping) or not all(isinstance(d, Dataset) for d in data.values()):
+        raise ThreePhaseError(
+            f"Cannot use data of type {type(data).__name__}: pass a datasets.DatasetDict with a 'train' split (and "
+            "optionally 'validation' and 'test'), or a Dataset for the train split. A streamed (Iterable) dataset "
+            "must be loaded without streaming=True; a pandas DataFrame becomes one with Dataset.from_pandas(df)."
+        )
+    if "train" not in data:
+        raise ThreePhaseError(
+            f"The data has no 'train' split (its splits: {', '.join(map(str, data)) or 'none'}): name the training "
+            "split 'train', e.g. DatasetDict(train=..., test=...)."
+        )
+    ignored = [str(split) for split in data if split not in SPLITS]
+    if ignored:
+        logger.warning("Ignoring the split(s) %s: threephase uses train, validation and test (rename a split to use "
+                       "it).", ", ".join(ignored))
+    return {split: data[split] for split in SPLITS if split in data}
+
+
+def _prepared(splits: dict[str, Dataset], config: DataConfig) -> bool:
+    """True when ``splits`` are what :func:`load_data` makes with ``config``: the three splits, columns text and
+    label (one ClassLabel), every split within its subset sizes."""
+    if set(splits) != set(SPLITS) or any(d.column_names != ["text", "label"] for d in splits.values()):
+        return False
+    features = [d.features["label"] for d in splits.values()]
+    if not isinstance(features[0], ClassLabel) or any(f != features[0] for f in features):
+        return False
+    for split, (per_class, total) in _limits(config).items():
+        labels = pd.Series(splits[split]["label"])
+        if (per_class is not None and labels.value_counts().max() > per_class) or (total is not None and len(labels) > total):
+            return False
+        if (labels < 0).any():
+            return False
+        _check_two_classes(split, labels, features[0].names)
+    return True
 
 
 def data_source(config: DataConfig) -> Path | None:
@@ -203,7 +327,7 @@ def _from_hub(name: str, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]
 
     spec = DATASETS[name]
     try:
-        hub = datasets.load_dataset(spec.hub_id, revision=spec.revision)
+        hub = datasets.load_dataset(spec.hub_id, spec.config_name, revision=spec.revision)
     except Exception as err:  # the Hub client raises many types for "no network"
         raise ThreePhaseError(
             f"Could not load {name!r} ({spec.hub_id}) from the Hugging Face Hub: {type(err).__name__}: {err}. "
@@ -222,6 +346,8 @@ def _from_hub(name: str, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]
         for split in SPLITS
         if split in hub
     }
+    if spec.test_from_validation and "validation" in frames:
+        frames["test"] = frames.pop("validation")  # the Hub's test (no labels) is dropped; validation is carved
     frames, names = _encode_labels(frames, list(names) if names else None, spec.hub_id)
     if spec.validation_from_test and "validation" not in frames and "test" in frames:
         frames["test"], frames["validation"] = _stratified_split(frames["test"], 0.5, seed, "validation")
@@ -240,22 +366,24 @@ def _clean(frame: pd.DataFrame, split: str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _fill_missing_splits(frames: dict[str, pd.DataFrame], fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+def _fill_missing_splits(frames: dict[str, pd.DataFrame], fraction: float, seed: int,
+                         add_split=lambda split: f"provide {split}.csv") -> dict[str, pd.DataFrame]:
     """Carve a missing validation (and, if needed, test) split from train: stratified, seeded (paper §2.4)."""
     frames = dict(frames)
     for split in ("test", "validation"):
         if split not in frames:
             logger.warning("No %s split: carving %.0f%% of train for it (stratified, seed %d).", split, fraction * 100, seed)
-            frames["train"], frames[split] = _stratified_split(frames["train"], fraction, seed, split)
+            frames["train"], frames[split] = _stratified_split(frames["train"], fraction, seed, split, add_split)
     return frames
 
 
-def _stratified_split(frame: pd.DataFrame, fraction: float, seed: int, split: str):
+def _stratified_split(frame: pd.DataFrame, fraction: float, seed: int, split: str,
+                      add_split=lambda split: f"provide {split}.csv"):
     counts = frame["label"].value_counts()
     if (counts < 2).any():
         raise ThreePhaseError(
             f"Cannot carve a stratified {split} split: class id {counts.idxmin()} has a single example. "
-            f"Add examples, or provide {split}.csv."
+            f"Add examples, or {add_split(split)}."
         )
     left, right = train_test_split(frame, test_size=fraction, stratify=frame["label"], random_state=seed)
     return left.reset_index(drop=True), right.reset_index(drop=True)

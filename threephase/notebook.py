@@ -136,15 +136,18 @@ def cl_body(config: RunConfig, data, cache_dir: str | Path):
     return cached_body(_cache_path(cache_dir, config, "cl"), train, cache_key(config, "dae", "cl"))
 
 
-def cached_run(config: RunConfig, data=None) -> tuple[dict[str, Any], bool]:
-    """The metrics of the run folder ``config.output_dir`` when it was made with exactly ``config``; otherwise
-    :func:`~threephase.run` it (replacing the folder). Returns ``(metrics, loaded)``."""
-    from .pipeline import run
+def cached_run(config: RunConfig, data=None):
+    """The run folder ``config.output_dir`` when it was made with exactly ``config``; otherwise
+    :func:`~threephase.run` it (replacing the folder). Returns ``(result, loaded)``: a
+    :class:`~threephase.RunResult` (a loaded one reads its classifier from the folder when first used) and whether
+    it came from the folder."""
+    from .pipeline import RunResult, run
 
     folder = Path(config.output_dir)
     if (folder / "metrics.json").is_file() and (folder / "config.json").is_file():
         if RunConfig.from_json_file(folder / "config.json").to_dict() == config.to_dict():
-            return json.loads((folder / "metrics.json").read_text()), True
+            return RunResult(json.loads((folder / "metrics.json").read_text()), output_dir=folder,
+                             device=config.device), True
     return run(config, data=data, overwrite=True), False
 
 

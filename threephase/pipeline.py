@@ -1,8 +1,9 @@
 """Variants and whole runs: one code path for three-phase, Joint and every ablation.
 
 A run loads the data and the body, trains the phases its variant names, evaluates the test split once, and
-writes its record: ``config.json``, ``metrics.json`` and ``classifier/``. A run killed on the way keeps its finished
-phases and checkpoints in the run folder, and ``run(..., resume=True)`` continues it.
+writes its record: ``config.json``, ``metrics.json`` and ``classifier/``. It returns a :class:`RunResult`: the
+metrics and the trained classifier. A run killed on the way keeps its finished phases and checkpoints in the run
+folder, and ``run(..., resume=True)`` continues it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datasets import DatasetDict
 
 from .classifier import ThreePhaseClassifier
 from .config import RunConfig
-from .data import class_sizes, data_fingerprint, load_data
+from .data import class_sizes, data_fingerprint, load_data, prepare_data
 from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
 from .models import auto_max_seq_length, load_body
@@ -51,6 +52,34 @@ VARIANTS: dict[str, Variant] = {
     "no-imb": Variant(dae=True, cl=True, resize=False),
     "ft": Variant(dae=False, cl=False),
 }
+
+
+class RunResult:
+    """What :func:`run` returns: ``metrics`` (the dict also written to ``metrics.json``), the trained
+    ``classifier``, and ``output_dir`` (the run folder, or None).
+
+    For a run that had already finished (``run(..., resume=True)``), the classifier is loaded from the run folder
+    when first used.
+    """
+
+    def __init__(self, metrics: dict[str, Any], classifier: ThreePhaseClassifier | None = None,
+                 output_dir: str | Path | None = None, device: str | None = None):
+        if classifier is None and output_dir is None:
+            raise ThreePhaseError("A RunResult needs its classifier or the run folder that holds it.")
+        self.metrics = metrics
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self._classifier = classifier
+        self._device = device
+
+    @property
+    def classifier(self) -> ThreePhaseClassifier:
+        if self._classifier is None:
+            self._classifier = ThreePhaseClassifier.from_pretrained(self.output_dir, device=self._device)
+        return self._classifier
+
+    def __repr__(self) -> str:
+        scores = ", ".join(f"{k}={self.metrics[k]:.4f}" for k in ("accuracy", "macro_f1") if k in self.metrics)
+        return f"RunResult({scores}, output_dir={str(self.output_dir) if self.output_dir else None!r})"
 
 
 def check_pairable(data: DatasetDict) -> None:
@@ -176,24 +205,31 @@ def _changed(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") ->
 
 
 def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = False,
-        resume: bool = False) -> dict[str, Any]:
-    """Run ``config`` end to end and return its metrics; write the run record to ``config.output_dir`` if set.
+        resume: bool = False) -> RunResult:
+    """Run ``config`` end to end; return a :class:`RunResult` (``.metrics``, ``.classifier``, ``.output_dir``) and
+    write the run record to ``config.output_dir`` if set.
+
+    ``data`` replaces the data that ``config.data`` names: a ``DatasetDict`` (or a ``Dataset`` for train) of your
+    own, prepared by :func:`~threephase.data.prepare_data` with ``config.data`` (its ``text_column`` and
+    ``label_column``, missing splits carved from train, the subset sizes).
 
     While it trains, the run folder holds ``config.json`` and, in ``phases/``, the body after each finished phase
     and trainer checkpoints. ``resume=True`` continues a run that was killed, from what it kept; it gives the same
-    metrics as the run left alone. ``metrics.json`` is written last, so a folder without it is an unfinished run.
+    metrics as the run left alone. ``metrics.json`` is written last, so a folder without it is an unfinished run;
+    ``resume=True`` on a finished one returns its saved metrics and the classifier saved in it.
 
     >>> from threephase import preset_config, run  # doctest: +SKIP
-    >>> metrics = run(preset_config("cpu", "snips2", output_dir="runs/snips2-3p"))  # doctest: +SKIP
+    >>> result = run(preset_config("cpu", "snips2", output_dir="runs/snips2-3p"))  # doctest: +SKIP
+    >>> result.metrics["accuracy"], result.classifier("play some jazz")  # doctest: +SKIP
     """
     config.validate()
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
         finished = _check_output(config, output, overwrite, resume)
         if finished is not None:
-            return finished
+            return RunResult(finished, output_dir=output, device=config.device)
     start = time.perf_counter()
-    data = data if data is not None else load_data(config.data)
+    data = load_data(config.data) if data is None else prepare_data(data, config.data)
     fresh = output is not None and not (output / "config.json").is_file()
     if output is not None and is_main_process():
         write_json(output / "config.json", config.to_dict())
@@ -228,4 +264,4 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
         write_json(output / "metrics.json", metrics)  # last: its presence marks a finished run
         shutil.rmtree(output / "phases", ignore_errors=True)
     barrier()
-    return metrics
+    return RunResult(metrics, classifier, output)

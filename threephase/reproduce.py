@@ -26,7 +26,7 @@ import pandas as pd
 from .config import VARIANTS, DataConfig, apply_overrides, parse_set_options
 from .data import DATA_DIR_ENV, data_source
 from .errors import ThreePhaseError
-from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, preset_config
+from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, paper_row, preset_config
 from .records import atomic_write_bytes, atomic_write_text
 
 NOTEBOOK = "06_reproduce.ipynb"
@@ -65,6 +65,7 @@ def _family(model: str) -> str:
 
 def paper_accuracy(table: int, dataset: str, model: str, variant: str) -> float | None:
     """The paper's accuracy (%) for a cell, or None where the paper has none (Table 3 keys on the model family)."""
+    dataset = paper_row(dataset)
     if table == 3:
         row = PAPER_TABLE3.get((dataset, _family(model)))
         return row[TABLE3_VARIANTS.index(variant)] if row and variant in TABLE3_VARIANTS else None
@@ -112,7 +113,7 @@ def grid(table: int, datasets=None, models=None, variants=None, seeds=3, preset:
         elif table == 3:
             chosen = [PAPER_MODELS["roberta"]] + ([] if dataset == "imdb" else [PAPER_MODELS["minilm"]])
         else:
-            chosen = [PAPER_MODELS[PAPER_TABLE4.get(dataset, ("minilm",))[0]]]
+            chosen = [PAPER_MODELS[PAPER_TABLE4.get(paper_row(dataset), ("minilm",))[0]]]
         runs += [{"dataset": dataset, "model": m, "variant": v, "seed": s, "preset": preset}
                  for m in chosen for v in variants for s in seeds]
     return runs
@@ -215,7 +216,7 @@ def aggregate(records, table: int = 4) -> pd.DataFrame:
     df["paper"] = df["paper"].astype(float)
     df["diff"] = df["mean"] - df["paper"]
     order = {d: i for i, d in enumerate(PAPER_DATASETS)}
-    df["_d"], df["_v"] = df["dataset"].map(lambda d: order.get(d, 99)), df["variant"].map(list(variants).index)
+    df["_d"], df["_v"] = df["dataset"].map(lambda d: order.get(paper_row(d), 99)), df["variant"].map(list(variants).index)
     df = df.sort_values(["_d", "dataset", "model", "_v"]).drop(columns=["_d", "_v"]).reset_index(drop=True)
     df.attrs["table"] = table
     return df[columns]
