@@ -29,7 +29,10 @@ class DataConfig:
 
     ``dataset`` names one of the paper's datasets (loaded from the Hub, or from ``data_dir`` /
     ``$THREEPHASE_DATA_DIR`` when set); ``data_dir`` alone may also point at your own CSV folder or file.
-    The ``*_per_class`` and ``max_*_samples`` settings draw a stratified subset (for CPU runs). ``seed`` drives the
+    The ``*_per_class`` settings draw the same number of examples of each class (few-shot); the ``max_*_samples``
+    settings draw a stratified subset that keeps the class proportions, with at least ``min_per_class`` per class.
+    ``imbalance_factor`` = ρ first reshapes the training split into a long tail (class k of K keeps
+    n·ρ^(−k/(K−1)) examples). ``seed`` drives the
     split and subset draws only, and is the same for every training seed by default, so that a std over training
     seeds measures training variance on one data draw.
     """
@@ -40,6 +43,8 @@ class DataConfig:
     text_column: str = "text"
     label_column: str = "label"
     validation_fraction: float = 0.2
+    imbalance_factor: float | None = None  # reshape train into a long tail: largest / smallest class ≈ this
+    min_per_class: int = 8  # the floor per class of a max_*_samples draw, so that every class can be paired
     train_per_class: int | None = None
     max_train_samples: int | None = None
     validation_per_class: int | None = None
@@ -177,6 +182,11 @@ class RunConfig:
             raise ThreePhaseError(
                 f"imbalance.min_ratio ({self.imbalance.min_ratio}) is larger than imbalance.max_ratio "
                 f"({self.imbalance.max_ratio}): pass min_ratio <= max_ratio."
+            )
+        if self.data.imbalance_factor is not None and self.data.imbalance_factor < 1:
+            raise ThreePhaseError(
+                f"data.imbalance_factor must be at least 1 (the largest / smallest class ratio), got "
+                f"{self.data.imbalance_factor}; use null for the data's own proportions."
             )
         if not 0.0 < self.data.validation_fraction < 1.0:
             raise ThreePhaseError(

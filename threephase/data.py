@@ -13,16 +13,16 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
-from collections.abc import Mapping
-
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Value
 from sklearn.model_selection import train_test_split
 
 from .config import DataConfig
 from .errors import ThreePhaseError
+from .sampling import long_tail, subsample  # noqa: F401  (subsample is part of this module's API)
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +92,33 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
     carve from)."""
     frames = {split: _clean(frame, split) for split, frame in frames.items()}
     frames = _fill_missing_splits(frames, config.validation_fraction, seed, add_split)
+    if config.imbalance_factor is not None:
+        frames["train"] = long_tail(frames["train"], config.imbalance_factor, seed)
+    before = {split: _sizes(frame, names) for split, frame in frames.items()}
     for split, (per_class, total) in _limits(config).items():
-        frames[split] = subsample(frames[split], per_class=per_class, total=total, seed=seed)
+        frames[split] = subsample(frames[split], per_class=per_class, total=total, seed=seed,
+                                  min_per_class=config.min_per_class)
         _check_two_classes(split, frames[split]["label"], names)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
-    return DatasetDict(
-        {split: Dataset.from_pandas(frames[split], features=features, preserve_index=False) for split in SPLITS}
-    )
+    # The class sizes before the subset draw travel in each split's info, for the run record.
+    return DatasetDict({
+        split: Dataset.from_pandas(frames[split], preserve_index=False, info=DatasetInfo(
+            features=features, description=json.dumps({"class_sizes_before_subset": before[split]})))
+        for split in SPLITS
+    })
+
+
+def _sizes(frame: pd.DataFrame, names: list[str]) -> dict[str, int]:
+    counts = frame["label"].value_counts()
+    return {name: int(counts.get(i, 0)) for i, name in enumerate(names)}
+
+
+def sizes_before_subset(dataset: Dataset) -> dict[str, int] | None:
+    """The class sizes of ``dataset``'s split before its subset was drawn (None when it was not loaded here)."""
+    try:
+        return json.loads(dataset.info.description or "{}").get("class_sizes_before_subset")
+    except (json.JSONDecodeError, AttributeError):
+        return None
 
 
 def _check_two_classes(split: str, labels, names: list[str]) -> None:
@@ -200,7 +220,9 @@ def _prepared(splits: dict[str, Dataset], config: DataConfig) -> bool:
         return False
     for split, (per_class, total) in _limits(config).items():
         labels = pd.Series(splits[split]["label"])
-        if (per_class is not None and labels.value_counts().max() > per_class) or (total is not None and len(labels) > total):
+        # A total cap may be exceeded by the per-class floor that tops small classes up (see sampling.subsample).
+        ceiling = None if total is None else total + config.min_per_class * labels.nunique()
+        if (per_class is not None and labels.value_counts().max() > per_class) or (total is not None and len(labels) > ceiling):
             return False
         if (labels < 0).any():
             return False
@@ -387,20 +409,6 @@ def _stratified_split(frame: pd.DataFrame, fraction: float, seed: int, split: st
         )
     left, right = train_test_split(frame, test_size=fraction, stratify=frame["label"], random_state=seed)
     return left.reset_index(drop=True), right.reset_index(drop=True)
-
-
-def subsample(frame: pd.DataFrame, per_class: int | None = None, total: int | None = None, seed: int = 42) -> pd.DataFrame:
-    """Draw a stratified, seeded subset: at most ``per_class`` rows of each class, then at most ``total`` rows."""
-    if per_class is not None:
-        frame = pd.concat(
-            group.sample(n=min(per_class, len(group)), random_state=seed)
-            for _, group in frame.groupby("label", sort=True)
-        )
-    if total is not None and total < len(frame):
-        counts = frame["label"].value_counts()
-        stratify = frame["label"] if counts.min() >= 2 and total >= len(counts) else None
-        frame, _ = train_test_split(frame, train_size=total, stratify=stratify, random_state=seed)
-    return frame.reset_index(drop=True)
 
 
 def data_fingerprint(data: DatasetDict) -> dict[str, str]:

@@ -20,7 +20,7 @@ from .records import atomic_dir
 
 
 # Sizes small enough that a phase notebook runs in seconds on a CPU (and the book builds in CI); the ``cpu``
-# preset's own subset (64 per class, length 64) is sized for a full run of a few minutes instead.
+# preset's own subset (448 examples in the data's proportions, length 64) is sized for a full run of a few minutes instead.
 # Phase 2 gets enough pairs (4 × ⌊log2 K⌋ × examples) for the projections to show what it does, and every step is
 # logged so that the loss curves have points. The diagnostics use validation (20 per class); test is for final scores.
 SMALL = {"data.train_per_class": 16, "data.validation_per_class": 20, "data.test_per_class": 20, "max_seq_length": 32,

@@ -21,7 +21,7 @@ from datasets import DatasetDict
 
 from .classifier import ThreePhaseClassifier
 from .config import RunConfig
-from .data import class_sizes, data_fingerprint, load_data, prepare_data
+from .data import class_sizes, data_fingerprint, load_data, prepare_data, sizes_before_subset
 from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
 from .models import auto_max_seq_length, load_body
@@ -252,6 +252,7 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
         "data_fingerprint": data_fingerprint(data),
         "split_sizes": {split: len(data[split]) for split in data},
         "class_sizes": class_sizes(data["train"]),
+        "class_sizes_before_subset": sizes_before_subset(data["train"]),
         "phases": phases,
         "wall_time_s": time.perf_counter() - start,
         "versions": library_versions(),

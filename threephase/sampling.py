@@ -1,0 +1,50 @@
+"""Drawing subsets of a split: stratified caps that keep the class proportions, and a long-tail reshaping.
+
+Both work on a pandas frame with columns ``text`` and ``label`` (label ids), and are seeded by the data seed.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+
+def subsample(frame: pd.DataFrame, per_class: int | None = None, total: int | None = None, seed: int = 42,
+              min_per_class: int = 0) -> pd.DataFrame:
+    """A stratified, seeded subset: at most ``per_class`` rows of each class, then at most ``total`` rows.
+
+    ``per_class`` evens the classes out (the few-shot setting); ``total`` keeps their proportions. After a ``total``
+    draw, a class left with fewer than ``min_per_class`` rows gets rows back up to that floor (or all it has), so
+    that every class can still be paired in phase 2."""
+    if per_class is not None:
+        frame = pd.concat(
+            group.sample(n=min(per_class, len(group)), random_state=seed)
+            for _, group in frame.groupby("label", sort=True)
+        )
+    if total is not None and total < len(frame):
+        counts = frame["label"].value_counts()
+        stratify = frame["label"] if counts.min() >= 2 and total >= len(counts) else None
+        drawn, rest = train_test_split(frame, train_size=total, stratify=stratify, random_state=seed)
+        topped = [drawn]
+        for label, group in rest.groupby("label", sort=True):
+            missing = min_per_class - int((drawn["label"] == label).sum())
+            if missing > 0:
+                topped.append(group.sample(n=min(missing, len(group)), random_state=seed))
+        frame = pd.concat(topped)
+    return frame.reset_index(drop=True)
+
+
+def long_tail(frame: pd.DataFrame, factor: float, seed: int = 42) -> pd.DataFrame:
+    """Reshape the classes into a long tail: class k of K (in label-id order) keeps n · factor^(−k/(K−1)) rows.
+
+    n is the smallest class's size, so every class can give its share: the largest / smallest ratio is about
+    ``factor`` and the sizes fall geometrically, as in the long-tailed benchmarks. Each class keeps at least 2 rows
+    (one positive pair)."""
+    labels = sorted(frame["label"].unique())
+    n = int(frame["label"].value_counts().min())
+    keep = []
+    for k, label in enumerate(labels):
+        group = frame[frame["label"] == label]
+        size = max(2, round(n * factor ** (-k / max(len(labels) - 1, 1))))
+        keep.append(group.sample(n=min(size, len(group)), random_state=seed))
+    return pd.concat(keep).reset_index(drop=True)
