@@ -45,6 +45,9 @@ class DataConfig:
     validation_fraction: float = 0.2
     imbalance_factor: float | None = None  # reshape train into a long tail: largest / smallest class ≈ this
     min_per_class: int = 8  # the floor per class of a max_*_samples draw, so that every class can be paired
+    # Texts without labels for phase 1 (and Joint's DAE part): a .txt file (one text per line), a .csv / .jsonl
+    # file with the text column, or "train": every training text left out of the labelled subset.
+    unlabelled: str | None = None
     train_per_class: int | None = None
     max_train_samples: int | None = None
     validation_per_class: int | None = None

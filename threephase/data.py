@@ -92,6 +92,7 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
     carve from)."""
     frames = {split: _clean(frame, split) for split, frame in frames.items()}
     frames = _fill_missing_splits(frames, config.validation_fraction, seed, add_split)
+    pool = frames["train"]["text"]  # every training text, before the long tail and the labelled subset
     if config.imbalance_factor is not None:
         frames["train"] = long_tail(frames["train"], config.imbalance_factor, seed)
     before = {split: _sizes(frame, names) for split, frame in frames.items()}
@@ -101,11 +102,43 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
         _check_two_classes(split, frames[split]["label"], names)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
     # The class sizes before the subset draw travel in each split's info, for the run record.
-    return DatasetDict({
+    data = DatasetDict({
         split: Dataset.from_pandas(frames[split], preserve_index=False, info=DatasetInfo(
             features=features, description=json.dumps({"class_sizes_before_subset": before[split]})))
         for split in SPLITS
     })
+    if config.unlabelled:
+        data["unlabelled"] = Dataset.from_dict({"text": unlabelled_texts(config, pool, set(frames["train"]["text"]))})
+    return data
+
+
+def unlabelled_texts(config: DataConfig, pool, labelled: set[str]) -> list[str]:
+    """The texts without labels that ``config.unlabelled`` names (see :class:`~threephase.config.DataConfig`)."""
+    if config.unlabelled == "train":
+        texts = [t for t in pool if t not in labelled]
+    else:
+        path = Path(config.unlabelled).expanduser()
+        if not path.is_file():
+            raise ThreePhaseError(
+                f"data.unlabelled {config.unlabelled!r} is neither 'train' nor a file: give a .txt file (one text per "
+                "line), a .csv or .jsonl file with a text column, or 'train' (the training texts outside the subset)."
+            )
+        if path.suffix == ".txt":
+            texts = path.read_text(encoding="utf-8").splitlines()
+        elif path.suffix in (".csv", ".jsonl"):
+            table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_json(path, lines=True)
+            if config.text_column not in table.columns:
+                raise ThreePhaseError(
+                    f"{str(path)!r} has no column {config.text_column!r} (its columns: {', '.join(map(str, table.columns))})"
+                    ": rename it, or set data.text_column."
+                )
+            texts = table[config.text_column].dropna().astype(str).tolist()
+        else:
+            raise ThreePhaseError(f"Cannot read unlabelled texts from {str(path)!r}: use a .txt, .csv or .jsonl file.")
+    texts = [t for t in (str(t).strip() for t in texts) if t]
+    if not texts:
+        raise ThreePhaseError(f"data.unlabelled {config.unlabelled!r} holds no text: point it at a file of texts.")
+    return texts
 
 
 def _sizes(frame: pd.DataFrame, names: list[str]) -> dict[str, int]:
@@ -154,6 +187,8 @@ def prepare_data(data, config: DataConfig | None = None, seed: int | None = None
     frames: dict[str, pd.DataFrame] = {}
     names: list[str] | None = None
     for split, dataset in splits.items():
+        if split == "unlabelled":
+            continue
         missing = [c for c in (config.text_column, config.label_column) if c not in dataset.column_names]
         if missing:
             raise ThreePhaseError(
@@ -185,7 +220,13 @@ def prepare_data(data, config: DataConfig | None = None, seed: int | None = None
         frames[split] = frame
     frames, names = _encode_labels(frames, names, "the ClassLabel of the label column")
     add_split = lambda split: f"add a {split!r} split to the DatasetDict"  # noqa: E731
-    return _finish(frames, names, config, seed, add_split)
+    prepared = _finish(frames, names, config, seed, add_split)
+    if "unlabelled" in splits:  # your own texts without labels, for phase 1
+        own = splits["unlabelled"]
+        if config.text_column not in own.column_names:
+            raise ThreePhaseError(f"The unlabelled split has no column {config.text_column!r}: rename its text column.")
+        prepared["unlabelled"] = Dataset.from_dict({"text": [str(t) for t in own[config.text_column] if t]})
+    return prepared
 
 
 def _as_splits(data) -> dict[str, Dataset]:
@@ -203,16 +244,17 @@ def _as_splits(data) -> dict[str, Dataset]:
             f"The data has no 'train' split (its splits: {', '.join(map(str, data)) or 'none'}): name the training "
             "split 'train', e.g. DatasetDict(train=..., test=...)."
         )
-    ignored = [str(split) for split in data if split not in SPLITS]
+    ignored = [str(split) for split in data if split not in (*SPLITS, "unlabelled")]
     if ignored:
         logger.warning("Ignoring the split(s) %s: threephase uses train, validation and test (rename a split to use "
                        "it).", ", ".join(ignored))
-    return {split: data[split] for split in SPLITS if split in data}
+    return {split: data[split] for split in (*SPLITS, "unlabelled") if split in data}
 
 
 def _prepared(splits: dict[str, Dataset], config: DataConfig) -> bool:
     """True when ``splits`` are what :func:`load_data` makes with ``config``: the three splits, columns text and
     label (one ClassLabel), every split within its subset sizes."""
+    splits = {split: d for split, d in splits.items() if split in SPLITS}  # texts without labels need no check
     if set(splits) != set(SPLITS) or any(d.column_names != ["text", "label"] for d in splits.values()):
         return False
     features = [d.features["label"] for d in splits.values()]
@@ -416,7 +458,8 @@ def data_fingerprint(data: DatasetDict) -> dict[str, str]:
     fingerprints = {}
     for split, dataset in data.items():
         digest = hashlib.sha256()
-        for text, label in zip(dataset["text"], dataset["label"]):
+        labels = dataset["label"] if "label" in dataset.column_names else [""] * len(dataset)
+        for text, label in zip(dataset["text"], labels):
             digest.update(f"{label}\t{text}\n".encode())
         fingerprints[split] = digest.hexdigest()[:16]
     return fingerprints

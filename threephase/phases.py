@@ -160,14 +160,17 @@ def train_cl(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[i
 
 
 def joint_dataset(texts: Sequence[str], labels: Sequence[int], dae: DAEConfig, cl: CLConfig,
-                  imbalance: ImbalanceConfig | None, seed: int) -> tuple[Dataset, dict[str, Any]]:
+                  imbalance: ImbalanceConfig | None, seed: int,
+                  dae_texts: Sequence[str] | None = None) -> tuple[Dataset, dict[str, Any]]:
     """One row per Joint step input: a DAE example (noisy, text) beside a pair (sentence1, sentence2, score).
 
-    The pairs are cycled when the DAE rows outnumber them; when the pairs are more, the texts are repeated with
-    fresh noise (never the same noisy copy twice)."""
+    The DAE examples come from ``dae_texts`` (default: the labelled ``texts``). The pairs are cycled when the DAE
+    rows outnumber them; when the pairs are more, the texts are repeated with fresh noise (never the same noisy copy
+    twice)."""
+    dae_texts = list(texts) if dae_texts is None else list(dae_texts)
     pairs, info = pair_dataset(texts, labels, imbalance, cl, seed)
-    repetitions = max(dae.num_train_epochs, math.ceil(len(pairs) / max(len(texts), 1)))
-    noisy = dae_dataset(texts, dae.deletion_ratio, repetitions, seed)
+    repetitions = max(dae.num_train_epochs, math.ceil(len(pairs) / max(len(dae_texts), 1)))
+    noisy = dae_dataset(dae_texts, dae.deletion_ratio, repetitions, seed)
     rows = max(len(noisy), len(pairs))
     take = lambda ds: list(itertools.islice(itertools.cycle(range(len(ds))), rows))  # noqa: E731
     noisy, pairs = noisy.select(take(noisy)), pairs.select(take(pairs))
@@ -181,12 +184,12 @@ def joint_dataset(texts: Sequence[str], labels: Sequence[int], dae: DAEConfig, c
 def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], dae: DAEConfig,
                 cl: CLConfig, imbalance: ImbalanceConfig | None = None, *, dae_weight: float = 1.0, seed: int = 42,
                 output_dir: str | None = None, logging_steps: int = 10, device: str | None = None,
-                save_steps: int = 0, resume: bool = False) -> dict[str, Any]:
+                save_steps: int = 0, resume: bool = False, dae_texts: Sequence[str] | None = None) -> dict[str, Any]:
     """Joint: every step takes a DAE batch and a pair batch, sums ``dae_weight`` × L_DAE and L_CL, and makes one
     optimizer step.
 
     The CL settings (learning rate, batch size, ``training_args``) drive the shared optimizer."""
-    dataset, info = joint_dataset(texts, labels, dae, cl, imbalance, seed)
+    dataset, info = joint_dataset(texts, labels, dae, cl, imbalance, seed, dae_texts)
     args = training_arguments(cl, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
                               save_steps=save_steps)
     return train(body, dataset, JointLoss(body, dae_weight), args, resume=resume) | info | {"dae_weight": dae_weight}

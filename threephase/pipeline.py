@@ -109,6 +109,8 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
     seed_everything(config.seed)
     device = config.device or default_device()
     texts, labels = data["train"]["text"], data["train"]["label"]
+    # Phase 1 (and Joint's DAE part) may also read texts without labels; phases 2 and 3 read labelled ones only.
+    dae_texts = list(texts) + (list(data["unlabelled"]["text"]) if "unlabelled" in data else [])
     imbalance = None
     if variant.resize:
         imbalance = dataclasses.replace(config.imbalance, max_ratio=variant.max_ratio or config.imbalance.max_ratio)
@@ -137,9 +139,9 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
         logger.info(titles[name])
         if name == "joint":
             phases[name] = train_joint(body, texts, labels, config.dae, config.cl, imbalance,
-                                       dae_weight=config.joint.dae_weight, **where(name))
+                                       dae_weight=config.joint.dae_weight, dae_texts=dae_texts, **where(name))
         elif name == "dae":
-            phases[name] = train_dae(body, texts, config.dae, **where(name))
+            phases[name] = train_dae(body, dae_texts, config.dae, **where(name))
         else:
             phases[name] = train_cl(body, texts, labels, config.cl, imbalance, **where(name))
         if name in folders and is_main_process():
