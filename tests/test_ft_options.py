@@ -41,3 +41,33 @@ def test_weighted_loss_and_macro_f1_model_selection(tiny_data, frozen):
     assert all("validation_macro_f1" in e for e in epochs)
     best = max(epochs, key=lambda e: (e["validation_macro_f1"], -e["validation_loss"]))
     assert report["best_epoch"] == best["epoch"]
+
+
+def test_logreg_baseline_runs_saves_and_reloads(tiny_data, tmp_path):
+    import numpy as np
+
+    from threephase import ThreePhaseClassifier, run
+
+    result = run(tiny_config("logreg", output_dir=str(tmp_path / "run")), data=tiny_data)
+    assert set(result.metrics["phases"]) == {"logreg"} and result.metrics["accuracy"] > 1 / 7 + 0.3
+    again = ThreePhaseClassifier.from_pretrained(tmp_path / "run")
+    texts = tiny_data["test"]["text"][:10]
+    assert np.allclose(again.predict_proba(texts), result.classifier.predict_proba(texts), atol=1e-6)
+
+
+def test_logreg_head_reproduces_the_regression_on_two_classes():
+    import numpy as np
+    from datasets import ClassLabel, Dataset, Features, Value
+    from sklearn.linear_model import LogisticRegression
+
+    from threephase.baselines import train_logreg
+
+    texts = ["great film", "loved it", "wonderful acting", "terrible plot", "awful film", "hated it"]
+    data = Dataset.from_dict({"text": texts, "label": [1, 1, 1, 0, 0, 0]},
+                             features=Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])}))
+    body = load_body(packaged_model_path())
+    classifier, report = train_logreg(body, data, seed=0)
+    vectors = body.encode(texts, convert_to_numpy=True)
+    reference = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=0).fit(vectors, data["label"])
+    assert np.allclose(classifier.predict_proba(texts), reference.predict_proba(vectors), atol=1e-5)
+    assert report["train_accuracy"] == 1.0

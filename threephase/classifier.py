@@ -46,13 +46,17 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.md", "*.model"]
 
 
 class MLPHead(nn.Module):
-    """Linear → activation → dropout → Linear (eq. 7-8). ``activation=None`` gives the authors' code (no activation)."""
+    """Linear → activation → dropout → Linear (eq. 7-8). ``activation=None`` gives the authors' code (no activation);
+    ``hidden_size=None`` a single linear layer (the ``logreg`` baseline's head)."""
 
-    def __init__(self, input_size: int, num_labels: int, hidden_size: int = 100, activation: str | None = "relu",
-                 dropout: float = 0.3):
+    def __init__(self, input_size: int, num_labels: int, hidden_size: int | None = 100,
+                 activation: str | None = "relu", dropout: float = 0.3):
         super().__init__()
         self.settings = {"input_size": input_size, "num_labels": num_labels, "hidden_size": hidden_size,
                          "activation": activation, "dropout": dropout}
+        if hidden_size is None:
+            self.layers = nn.Sequential(nn.Linear(input_size, num_labels))
+            return
         layers: list[nn.Module] = [nn.Linear(input_size, hidden_size)]
         if activation is not None:
             layers.append(ACTIVATIONS[activation]())

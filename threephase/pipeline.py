@@ -19,6 +19,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
+from .baselines import train_logreg
 from .classifier import ThreePhaseClassifier
 from .config import RunConfig
 from .data import class_sizes, data_fingerprint, load_data, prepare_data, sizes_before_subset
@@ -41,6 +42,7 @@ class Variant:
     joint: bool = False
     resize: bool = True
     max_ratio: float | None = None  # replaces imbalance.max_ratio when set
+    baseline: bool = False  # no phase at all: the frozen body's embeddings and a logistic regression
 
 
 VARIANTS: dict[str, Variant] = {
@@ -51,6 +53,7 @@ VARIANTS: dict[str, Variant] = {
     "extra-imb": Variant(dae=True, cl=True, max_ratio=20.0),
     "no-imb": Variant(dae=True, cl=True, resize=False),
     "ft": Variant(dae=False, cl=False),
+    "logreg": Variant(dae=False, cl=False, resize=False, baseline=True),
 }
 
 
@@ -147,6 +150,10 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
         if name in folders and is_main_process():
             _keep_phase(body, phases[name], folders[name])
         barrier()
+    if variant.baseline:
+        logger.info("Baseline: logistic regression on the frozen body's embeddings")
+        classifier, phases["logreg"] = train_logreg(body, data["train"], seed=config.seed)
+        return classifier, phases
     logger.info("Phase 3: FT")
     classifier, phases["ft"] = train_ft(body, data["train"], data["validation"], config.ft, **where("ft"))
     return classifier, phases
