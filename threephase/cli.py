@@ -74,17 +74,22 @@ def _run(args: argparse.Namespace) -> int:
     config = apply_overrides(config, parse_set_options(args.set))
     if args.resume and args.overwrite:
         raise ThreePhaseError("--resume continues a run and --overwrite starts it again: pass one of them.")
-    metrics = run(config, overwrite=args.overwrite, resume=args.resume)
+    metrics = run(config, overwrite=args.overwrite, resume=args.resume).metrics
     summary = {k: round(metrics[k], 4) for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
     print(json.dumps({"output": args.output, "variant": config.variant, **summary}))
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def quiet_logging() -> None:
+    """threephase's messages at INFO, the libraries' at WARNING (also in the reproduction's worker processes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "huggingface_hub", "sentence_transformers", "transformers", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_logging()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
