@@ -101,8 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"threephase: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        again = ("rerun the same command with --resume to continue" if args.command == "run" else
+                 "rerun the same command: finished cells are skipped and the others continue")
         print("threephase: interrupted. The run folder keeps the finished phases and the newest checkpoint (and no "
-              "metrics.json): rerun the same command with --resume to continue.", file=sys.stderr)
+              f"metrics.json): {again}.", file=sys.stderr)
         return 130
 
 
