@@ -233,6 +233,8 @@ def test_own_dataset_dict_with_other_columns_and_string_labels():
     other = prepare_data(user_data(["weather", "music", "alarm"]), DataConfig(
         text_column="sentence", label_column="intent", seed=3, train_per_class=6))
     assert other["validation"]["text"] != data["validation"]["text"]
+    alone = prepare_data(user_data(["weather", "music", "alarm"])["train"], config)  # a Dataset is the train split
+    assert len(alone["test"]) == 6 and set(class_sizes(alone["train"]).values()) == {6}  # test: 20% of 30
 
 
 def test_own_dataset_is_split_like_the_file_loader(tmp_path):

@@ -1,17 +1,26 @@
-"""The reproduction driver: the grid, the paper's numbers, skip / overwrite on real (tiny) papermill runs, and the
-aggregate tables (mean ± std, paper number, difference; Markdown, CSV and PNG)."""
+"""The reproduction driver: the grid, the paper's numbers, skip / overwrite / resume on real (tiny) runs in this
+process, in worker processes (--jobs) and through papermill (--notebooks), the aggregate tables (mean ± std, paper
+number, difference; Markdown, CSV and PNG), and a run from an installed wheel outside the checkout."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from threephase import reproduce
+from threephase import driver, reproduce
 from threephase.cli import main
 from threephase.errors import ThreePhaseError
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["--set", "data.train_per_class=4", "--set", "data.validation_per_class=2", "--set", "data.test_per_class=3",
         "--set", "ft.num_train_epochs=1", "--set", "ft.min_epochs=1", "--set", "max_seq_length=32"]
@@ -61,10 +70,30 @@ def test_aggregate_of_records():
     assert list(reproduce.aggregate(records, table=3)["variant"]) == ["three-phase", "joint", "ft"]
 
 
-def test_missing_notebook_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(reproduce, "NOTEBOOK", "no_such_notebook.ipynb")
-    with pytest.raises(ThreePhaseError, match="wheel"):
+def test_missing_notebook_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(driver, "NOTEBOOK", "no_such_notebook.ipynb")
+    with pytest.raises(ThreePhaseError, match="wheel.*drop --notebooks"):
         reproduce.notebook_path()
+    code = main(["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--seeds", "1",
+                 "--out", str(tmp_path), "--notebooks"])
+    assert code == 2 and "drop --notebooks" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
+    environ = {"PATH": "/bin"}
+    assert [driver.worker_env(k, 4, ["2", "5"], environ)["CUDA_VISIBLE_DEVICES"] for k in range(4)] == \
+        ["2", "5", "2", "5"]
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    cpu = driver.worker_env(0, 2, [], environ)
+    assert "CUDA_VISIBLE_DEVICES" not in cpu and cpu["OMP_NUM_THREADS"] == cpu["MKL_NUM_THREADS"] == "4"
+    assert driver.worker_env(0, 2, [], {"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"  # the user's choice
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    assert driver.visible_gpus() == ["3", "7"]
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    assert driver.visible_gpus() == []  # one GPU: every worker shares it
 
 
 def test_unknown_dataset_fails_before_any_run(tmp_path, capsys, monkeypatch, data_dir):
@@ -80,23 +109,36 @@ def test_bad_setting_fails_before_any_run(tmp_path, capsys):
     code = main(["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--seeds", "1",
                  "--out", str(tmp_path), "--set", "ft.no_such_setting=1"])
     assert code == 2 and "Unknown setting" in capsys.readouterr().err
+    code = main(["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--seeds", "1",
+                 "--out", str(tmp_path), "--jobs", "0"])
+    assert code == 2 and "--jobs 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
 def test_driver_skips_overwrites_and_aggregates(tmp_path, data_dir, monkeypatch, capsys):
-    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)  # the notebook's kernel inherits the environment
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)  # the worker processes inherit the environment
     out = tmp_path / "table4"
     base = ["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--preset", "cpu",
             "--out", str(out), *TINY]
-    assert main([*base, "--seeds", "2"]) == 0
+    from threephase import pipeline
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("--jobs 2 ran a cell in the driver's own process")
+
+    monkeypatch.setattr(pipeline, "run", not_here)  # the worker processes do not see this
+    assert main([*base, "--seeds", "2", "--jobs", "2"]) == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)
     names = [f"snips2__all-MiniLM-L6-v2__ft__seed{s}" for s in (0, 1)]
     results = [out / "runs" / name / "results.json" for name in names]
     for name, path in zip(names, results):
-        assert (out / "notebooks" / f"{name}.ipynb").is_file()
-        assert (path.parent / "classifier").is_dir()
+        assert "Phase 3: FT" in (out / "logs" / f"{name}.log").read_text()
+        assert (path.parent / "classifier" / "head.safetensors").is_file()
         record = json.loads(path.read_text())
         assert record["variant"] == "ft" and record["parameters"]["overrides"]["data.train_per_class"] == "4"
+        assert record["parameters"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert not (out / "notebooks").exists()
     assert capsys.readouterr().out.count("ran  snips2") == 2
     mtimes = [p.stat().st_mtime_ns for p in results]
 
@@ -107,7 +149,7 @@ def test_driver_skips_overwrites_and_aggregates(tmp_path, data_dir, monkeypatch,
     assert main([*base, "--seeds", "1", "--set", "ft.learning_rate=1e-3"]) == 2  # other settings: not reused
     assert "other settings" in capsys.readouterr().err and results[0].stat().st_mtime_ns == mtimes[0]
 
-    assert main([*base, "--seeds", "1", "--overwrite"]) == 0  # reruns seed 0 only
+    assert main([*base, "--seeds", "1", "--overwrite"]) == 0  # reruns seed 0 only, in this process
     assert "ran  snips2__all-MiniLM-L6-v2__ft__seed0" in capsys.readouterr().out
     assert results[0].stat().st_mtime_ns != mtimes[0] and results[1].stat().st_mtime_ns == mtimes[1]
 
@@ -154,3 +196,60 @@ def test_driver_resumes_a_killed_cell(tmp_path, data_dir, monkeypatch, capsys):
     record = json.loads((out / "runs" / name / "results.json").read_text())
     assert record["phases"]["dae"] == saved  # phase 1 was loaded, not trained again
     assert not (out / "runs" / name / "phases").exists()
+
+
+@pytest.mark.slow
+def test_notebooks_option_keeps_the_executed_notebook_and_records_like_the_default(tmp_path, data_dir, monkeypatch,
+                                                                                    capsys):
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)  # the notebook's kernel inherits the environment
+    out = tmp_path / "table4"
+    base = ["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--preset", "cpu",
+            "--seeds", "1", "--out", str(out), *TINY]
+    assert main([*base, "--notebooks"]) == 0
+    name = "snips2__all-MiniLM-L6-v2__ft__seed0"
+    assert (out / "notebooks" / f"{name}.ipynb").is_file() and f"ran  {name}" in capsys.readouterr().out
+    results = out / "runs" / name / "results.json"
+    mtime = results.stat().st_mtime_ns
+    assert main(base) == 0  # the default path reads the notebook's record as its own: nothing reruns
+    assert f"skipped  {name}" in capsys.readouterr().out and results.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_reproduces_outside_the_checkout(tmp_path, data_dir):
+    """Build the wheel, install it into a fresh virtual environment, and run `reproduce` in a folder of its own."""
+    source = tmp_path / "source"  # the files the wheel is made of, so that the build leaves the checkout untouched
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "threephase", source / "threephase", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing may import the checkout
+    env.update(THREEPHASE_DATA_DIR=data_dir, HF_HUB_OFFLINE="1")
+
+    def call(*command, cwd=tmp_path):
+        done = subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        return done.stdout
+
+    call(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "wheels",
+         source)
+    wheel = next((tmp_path / "wheels").glob("threephase-*.whl"))
+    venv = tmp_path / "venv"
+    call(sys.executable, "-m", "venv", "--without-pip", venv)
+    python = venv / "bin" / "python"
+    call(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel)
+    # torch and the rest come from this environment's site-packages, appended to the new one's path.
+    site = Path(call(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
+    outer = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (site / "outer_site_packages.pth").write_text("\n".join(outer) + "\n")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert call(python, "-c", "import threephase; print(threephase.__file__)", cwd=elsewhere).startswith(str(venv))
+    call(python, "-m", "threephase", "reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft",
+         "--seeds", "1", "--preset", "cpu", "--out", "table4", *TINY, cwd=elsewhere)
+    for suffix in ("md", "csv", "png"):
+        assert (elsewhere / "table4" / f"table4.{suffix}").is_file()
+    record = json.loads((elsewhere / "table4" / "runs" / "snips2__all-MiniLM-L6-v2__ft__seed0" / "results.json")
+                        .read_text())
+    assert record["parameters"]["seed"] == 0 and 0 <= record["accuracy"] <= 1

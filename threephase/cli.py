@@ -74,17 +74,22 @@ def _run(args: argparse.Namespace) -> int:
     config = apply_overrides(config, parse_set_options(args.set))
     if args.resume and args.overwrite:
         raise ThreePhaseError("--resume continues a run and --overwrite starts it again: pass one of them.")
-    metrics = run(config, overwrite=args.overwrite, resume=args.resume)
+    metrics = run(config, overwrite=args.overwrite, resume=args.resume).metrics
     summary = {k: round(metrics[k], 4) for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
     print(json.dumps({"output": args.output, "variant": config.variant, **summary}))
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def quiet_logging() -> None:
+    """threephase's messages at INFO, the libraries' at WARNING (also in the reproduction's worker processes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "huggingface_hub", "sentence_transformers", "transformers", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_logging()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
@@ -96,8 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"threephase: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        again = ("rerun the same command with --resume to continue" if args.command == "run" else
+                 "rerun the same command: finished cells are skipped and the others continue")
         print("threephase: interrupted. The run folder keeps the finished phases and the newest checkpoint (and no "
-              "metrics.json): rerun the same command with --resume to continue.", file=sys.stderr)
+              f"metrics.json): {again}.", file=sys.stderr)
         return 130
 
 

@@ -12,8 +12,8 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd

@@ -1,23 +1,22 @@
 """Reproductions of the paper's Table 3 (3-Phase vs Joint vs FT) and Table 4 (ablations).
 
-``python -m threephase reproduce --table 4 ...`` runs ``notebooks/06_reproduce.ipynb`` through papermill once for
-each cell of the grid (dataset × model × variant × seed), keeps every output notebook, skips runs whose
-``results.json`` exists (unless ``--overwrite``), resumes runs that were killed on the way, then aggregates the records: accuracy in %, mean ± std over seeds,
-with the paper's number and the difference beside each cell, as Markdown, CSV and a bar chart (PNG).
+``python -m threephase reproduce --table 4 ...`` runs each cell of the grid (dataset × model × variant × seed) with
+:func:`~threephase.run`, in this process or in ``--jobs`` parallel processes (one GPU each), or through
+``notebooks/06_reproduce.ipynb`` with papermill (``--notebooks``, keeping each executed notebook; needs a clone).
+It skips runs whose ``results.json`` exists (unless ``--overwrite``), resumes runs that were killed on the way, then
+aggregates the records: accuracy in %, mean ± std over seeds, with the paper's number and the difference beside each
+cell, as Markdown, CSV and a bar chart (PNG). It needs no clone of the repository: an installed wheel runs it.
 
-The pieces are functions, for notebooks and tests: :func:`grid`, :func:`run_cell`, :func:`aggregate`,
-:func:`to_markdown`, :func:`to_wide` and :func:`plot_variants`.
+The pieces are functions, for notebooks and tests: :func:`grid`, :func:`~threephase.driver.run_cell`,
+:func:`aggregate`, :func:`to_markdown`, :func:`to_wide` and :func:`plot_variants`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
-import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,11 @@ import pandas as pd
 
 from .config import VARIANTS, DataConfig, apply_overrides, parse_set_options
 from .data import DATA_DIR_ENV, data_source
+from .driver import notebook_path, run_cell, run_cells, run_name, short_name  # noqa: F401 (re-exported)
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, paper_row, preset_config
 from .records import atomic_write_bytes, atomic_write_text
 
-NOTEBOOK = "06_reproduce.ipynb"
 TABLE3_VARIANTS = ("three-phase", "joint", "ft")
 VARIANT_TITLES = {"three-phase": "3-Phase", "joint": "Joint", "dae-ft": "DAE+FT", "cl-ft": "CL+FT",
                   "extra-imb": "Extra Imb.", "no-imb": "No Imb.", "ft": "FT"}
@@ -73,11 +72,6 @@ def paper_accuracy(table: int, dataset: str, model: str, variant: str) -> float 
     return row[1][TABLE4_VARIANTS.index(variant)] if row and variant in TABLE4_VARIANTS else None
 
 
-def short_name(model: str) -> str:
-    """``sentence-transformers/all-MiniLM-L6-v2`` -> ``all-MiniLM-L6-v2`` (for file names and tables)."""
-    return Path(str(model).rstrip("/")).name
-
-
 def parse_seeds(text: str | int) -> list[int]:
     """``"3"`` -> seeds 0, 1, 2; ``"0,1,4"`` -> those seeds."""
     text = str(text).strip()
@@ -117,73 +111,6 @@ def grid(table: int, datasets=None, models=None, variants=None, seeds=3, preset:
         runs += [{"dataset": dataset, "model": m, "variant": v, "seed": s, "preset": preset}
                  for m in chosen for v in variants for s in seeds]
     return runs
-
-
-def run_name(cell: dict[str, Any]) -> str:
-    return f"{cell['dataset']}__{short_name(cell['model'])}__{cell['variant']}__seed{cell['seed']}"
-
-
-def notebook_path() -> Path:
-    """``notebooks/06_reproduce.ipynb`` of the repository this package was imported from."""
-    path = Path(__file__).resolve().parents[1] / "notebooks" / NOTEBOOK
-    if not path.is_file():
-        raise ThreePhaseError(
-            f"The reproduction notebook {str(path)!r} is missing (an installed wheel has no notebooks): "
-            "run from a clone of the repository, installed with `pip install -e .`."
-        )
-    return path
-
-
-def run_cell(cell: dict[str, Any], out: str | os.PathLike, overrides: dict[str, Any] | None = None,
-             overwrite: bool = False, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one (dataset, model, variant, seed, preset) through the notebook; return its status and record.
-
-    The run folder is ``<out>/runs/<name>``, the executed notebook ``<out>/notebooks/<name>.ipynb``. A run whose
-    ``results.json`` exists is skipped unless ``overwrite``. ``parameters`` adds notebook parameters (subset sizes,
-    ``device``).
-    """
-    import papermill
-
-    out = Path(out).resolve()
-    name = run_name(cell)
-    run_dir, output_nb = out / "runs" / name, out / "notebooks" / f"{name}.ipynb"
-    results = run_dir / "results.json"
-    params = {**cell, **(parameters or {}), "overrides": json.dumps(overrides or {}), "output_dir": str(run_dir),
-              "overwrite": overwrite}
-    if results.is_file() and not overwrite:
-        record = json.loads(results.read_text())
-        changed = _changed_settings(record.get("parameters", {}), params)
-        if changed:
-            return {"name": name, "status": "failed", "notebook": str(output_nb),
-                    "error": f"it finished earlier with other settings ({changed}); rerun it with --overwrite, or "
-                             "choose another --out"}
-        return {"name": name, "status": "skipped", "record": record}
-    output_nb.parent.mkdir(parents=True, exist_ok=True)
-    source = notebook_path()
-    partial = output_nb.with_name(f".{name}.partial.ipynb")
-    logging.getLogger("papermill").setLevel(logging.WARNING)
-    start = time.perf_counter()
-    try:
-        papermill.execute_notebook(str(source), str(partial), parameters=params, kernel_name="python3",
-                                   cwd=str(source.parent), progress_bar=False, log_output=False)
-    except Exception as err:  # keep the notebook with its traceback for inspection
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(partial, output_nb)
-        return {"name": name, "status": "failed", "error": f"{type(err).__name__}: {str(err)[-400:]}",
-                "notebook": str(output_nb)}
-    os.replace(partial, output_nb)
-    return {"name": name, "status": "ran", "seconds": time.perf_counter() - start,
-            "record": json.loads(results.read_text()), "notebook": str(output_nb)}
-
-
-def _changed_settings(saved: dict[str, Any], params: dict[str, Any]) -> str:
-    """The settings in which a finished run's notebook parameters differ from this call's ("" if none).
-
-    ``device`` and ``output_dir`` may differ: they change where a run ran, not what it computed; ``overwrite`` says
-    how this call treats an old run."""
-    wanted = {**params, "overrides": json.loads(params["overrides"])}
-    keys = sorted(k for k in wanted if k not in ("device", "output_dir", "overwrite") and saved.get(k) != wanted[k])
-    return ", ".join(f"{k}: {saved.get(k)!r} then, {wanted[k]!r} now" for k in keys)
 
 
 def load_records(records: str | os.PathLike | list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -295,21 +222,25 @@ def write_tables(records, table: int, out: str | os.PathLike) -> pd.DataFrame:
 EPILOG = """\
 grid:      Table 3: three-phase, joint, ft × models (paper preset: roberta-base and all-MiniLM-L12-v2, IMDB roberta
            only); Table 4: the 7 variants with the paper's base model per dataset. The cpu preset uses
-           all-MiniLM-L6-v2 everywhere.
-output:    <out>/notebooks/<dataset>__<model>__<variant>__seed<k>.ipynb (one executed notebook per run),
-           <out>/runs/<same name>/ (config.json, metrics.json, results.json, classifier/),
-           <out>/table<N>.md, .csv, .png (mean ± std over seeds, the paper's number and the difference)
+           all-MiniLM-L6-v2 everywhere. --datasets glue_sst2 runs the paper's SST-2 (GLUE's; sst2 is the
+           sentence-level one); both take the paper's sst2 row.
+output:    <out>/runs/<dataset>__<model>__<variant>__seed<k>/ (config.json, metrics.json, results.json,
+           classifier/), <out>/logs/<same name>.log (or, with --notebooks, <out>/notebooks/<same name>.ipynb:
+           the executed notebook), <out>/table<N>.md, .csv, .png (mean ± std over seeds, the paper's number and
+           the difference)
+rerun:     the same command skips finished runs, resumes killed ones, and refuses finished runs made with other
+           settings unless --overwrite
 
 examples:
   python -m threephase reproduce --table 4 --datasets snips2 --preset cpu --seeds 2 --out reproductions/table4
-  python -m threephase reproduce --table 3 --datasets sst2,sst5 --preset paper --seeds 3 --out reproductions/table3
-  python -m threephase reproduce --table 4 --datasets snips2 --seeds 0,1,4 --set data.train_per_class=16
+  python -m threephase reproduce --table 3 --datasets glue_sst2,sst5 --preset paper --seeds 3 --jobs 4
+  python -m threephase reproduce --table 4 --datasets snips2 --seeds 0,1,4 --set data.train_per_class=16 --notebooks
 """
 
 
 def add_reproduce_parser(commands) -> None:
     """Add the ``reproduce`` subcommand to the CLI's subparsers."""
-    parser = commands.add_parser("reproduce", help="reproduce the paper's Table 3 or 4 with papermill",
+    parser = commands.add_parser("reproduce", help="reproduce the paper's Table 3 or 4",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=int, required=True, choices=(3, 4), help="the paper's table: 3 or 4")
     parser.add_argument("--datasets", help=f"comma-separated (default: {','.join(PAPER_DATASETS)})")
@@ -322,16 +253,23 @@ def add_reproduce_parser(commands) -> None:
     parser.add_argument("--out", help="output folder (default: reproductions/table<N>)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting in every run, e.g. --set data.train_per_class=16 (repeatable)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="rerun runs that already have results.json")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N cells at once, each in its own process; with several GPUs visible, process k "
+                             "gets GPU k mod (number of GPUs) through CUDA_VISIBLE_DEVICES (default: 1, in this "
+                             "process)")
+    parser.add_argument("--notebooks", action="store_true",
+                        help="run each cell through notebooks/06_reproduce.ipynb with papermill and keep the "
+                             "executed notebook (needs a clone of the repository and papermill)")
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
-    """Run the grid through the notebook, then write the aggregate tables; exit 2 if any run failed."""
+    """Run the grid, then write the aggregate tables; exit 2 if any run failed."""
     from tqdm.auto import tqdm
 
     split = lambda text: [s.strip() for s in text.split(",") if s.strip()] if text else None  # noqa: E731
-    # papermill runs the notebook in notebooks/, so relative paths must be made absolute here.
+    # Notebooks run in notebooks/ and workers may start elsewhere, so relative paths are made absolute here.
     if os.environ.get(DATA_DIR_ENV):
         os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).expanduser().resolve())
     models = [str(Path(m).resolve()) if Path(m).expanduser().is_dir() else m for m in split(args.models) or []]
@@ -343,18 +281,20 @@ def reproduce_command(args: argparse.Namespace) -> int:
         data_source(DataConfig(dataset=dataset, data_dir=overrides.get("data.data_dir")))
     for dataset, model in {(r["dataset"], r["model"]) for r in runs}:  # a bad --set fails before any run
         apply_overrides(preset_config(args.preset, dataset, model), overrides).validate()
-    notebook_path()
+    if args.jobs < 1:
+        raise ThreePhaseError(f"--jobs {args.jobs}: run at least one process (--jobs 1 runs in this process).")
+    if args.notebooks:
+        notebook_path()
     out = Path(args.out or f"reproductions/table{args.table}")
     parameters = {"device": args.device} if args.device else {}
     failed = []
-    with tqdm(runs, desc=f"Table {args.table}", unit="run") as bar:
-        for cell in bar:
-            bar.set_postfix_str(run_name(cell))
-            result = run_cell(cell, out, overrides, args.overwrite, parameters)
+    with tqdm(total=len(runs), desc=f"Table {args.table}", unit="run") as bar:
+        for result in run_cells(runs, out, overrides, args.overwrite, parameters, args.notebooks, args.jobs):
+            bar.update()
             extra = f" in {result['seconds']:.0f} s" if "seconds" in result else ""
             tqdm.write(f"{result['status']:>7}  {result['name']}{extra}")
             if result["status"] == "failed":
-                failed.append(f"{result['name']} ({result['error'].splitlines()[0]}; see {result['notebook']})")
+                failed.append(f"{result['name']} ({result['error'].splitlines()[0]}; see {result['log']})")
     failure = ThreePhaseError(f"{len(failed)} run(s) failed: " + "; ".join(failed) +
                               ". Fix the cause and rerun the same command: finished runs are skipped.")
     try:
