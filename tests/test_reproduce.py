@@ -253,3 +253,28 @@ def test_an_installed_wheel_reproduces_outside_the_checkout(tmp_path, data_dir):
     record = json.loads((elsewhere / "table4" / "runs" / "snips2__all-MiniLM-L6-v2__ft__seed0" / "results.json")
                         .read_text())
     assert record["parameters"]["seed"] == 0 and 0 <= record["accuracy"] <= 1
+
+
+def test_tables_give_paired_differences_with_intervals(tmp_path):
+    def records(variant, accuracies, preset="cpu", model="m/all-MiniLM-L6-v2"):
+        return [{"dataset": "snips2", "model": model, "variant": variant, "seed": s, "accuracy": a, "preset": preset}
+                for s, a in enumerate(accuracies)]
+
+    runs = (records("ft", [0.90, 0.80, 0.85, 0.80, 0.90]) + records("three-phase", [0.92, 0.83, 0.86, 0.82, 0.92])
+            + records("joint", [0.95, 0.75, 0.86, 0.80, 0.90]) + records("logreg", [0.7] * 5))
+    df = reproduce.aggregate(runs, table=4).set_index("variant")
+    assert list(df.index) == ["three-phase", "joint", "ft", "logreg"]  # the baseline follows the table's variants
+    assert df.loc["three-phase", "vs_ft"] == pytest.approx(2.0) and not df.loc["three-phase", "covers_zero"]
+    assert df.loc["joint", "covers_zero"] and math.isnan(df.loc["ft", "vs_ft"])
+    text = reproduce.to_markdown(reproduce.aggregate(runs, table=4))
+    three_phase_cell = text.splitlines()[2].split(" | ")[2]
+    assert "vs FT +2.00 [" in three_phase_cell and "†" not in three_phase_cell
+    assert "vs FT +0.20 [" in text and "† marks an interval that covers 0" in text
+    wide = reproduce.to_wide(reproduce.aggregate(runs, table=4))
+    assert {"3-phase", "three-phase vs_ft", "three-phase ci_low", "three-phase ci_high"} - set(wide.columns) == {"3-phase"}
+    assert "ft vs_ft" not in wide.columns
+    assert not reproduce.aggregate(runs, table=4)["paper_setting"].any()  # cpu preset: no paper markers
+    paper = reproduce.aggregate(records("ft", [0.9, 0.92], preset="paper",
+                                        model="sentence-transformers/all-MiniLM-L12-v2"), table=4)
+    assert paper["paper_setting"].all()
+    assert reproduce.plot_variants(reproduce.aggregate(runs, table=4)).axes[0].get_ylim()[0] > 50  # not from 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from .config import VARIANTS, DataConfig, apply_overrides, parse_set_options
 from .data import DATA_DIR_ENV, data_source
@@ -28,10 +29,11 @@ from .driver import notebook_path, run_cell, run_cells, run_name, short_name  # 
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, paper_row, preset_config
 from .records import atomic_write_bytes, atomic_write_text
+from .stats import paired_differences
 
 TABLE3_VARIANTS = ("three-phase", "joint", "ft")
 VARIANT_TITLES = {"three-phase": "3-Phase", "joint": "Joint", "dae-ft": "DAE+FT", "cl-ft": "CL+FT",
-                  "extra-imb": "Extra Imb.", "no-imb": "No Imb.", "ft": "FT"}
+                  "extra-imb": "Extra Imb.", "no-imb": "No Imb.", "ft": "FT", "logreg": "LogReg"}
 PAPER_DATASETS = ("snips", "snips2", "sst2", "sst5", "ag_news", "imdb")
 MODEL_ALIASES = {"roberta": PAPER_MODELS["roberta"], "roberta-base": PAPER_MODELS["roberta"],
                  "minilm": PAPER_MODELS["minilm"], "all-minilm-l12-v2": PAPER_MODELS["minilm"],
@@ -123,14 +125,20 @@ def load_records(records: str | os.PathLike | list[dict[str, Any]]) -> list[dict
 
 
 def aggregate(records, table: int = 4) -> pd.DataFrame:
-    """One row per (dataset, model, variant): seeds, n, mean and std accuracy (%), the paper's number, the difference.
+    """One row per (dataset, model, variant): seeds, n, mean and std accuracy (%), the paper's number, the difference,
+    and the paired difference to ``ft`` over shared seeds with its 95% interval (``vs_ft``, ``ci_low``, ``ci_high``,
+    ``covers_zero``; see :mod:`threephase.stats`).
 
-    ``std`` is the sample standard deviation (NaN for one seed). Rows follow the paper's order.
+    ``std`` is the sample standard deviation (NaN for one seed). Rows follow the paper's order; variants outside the
+    table (the ``logreg`` baseline) follow it when their records are present.
     """
+    records = load_records(records)
     rows = [{"dataset": r["dataset"], "model": short_name(r["model"]), "variant": r["variant"], "seed": r["seed"],
-             "accuracy": 100 * r["accuracy"], "full_model": r["model"]} for r in load_records(records)]
-    columns = ["dataset", "model", "variant", "seeds", "n", "mean", "std", "paper", "diff"]
-    variants = TABLE3_VARIANTS if table == 3 else TABLE4_VARIANTS
+             "accuracy": 100 * r["accuracy"], "full_model": r["model"], "preset": r.get("preset")} for r in records]
+    columns = ["dataset", "model", "variant", "seeds", "n", "mean", "std", "paper", "diff", "vs_ft", "ci_low",
+               "ci_high", "covers_zero", "paper_setting"]
+    variants = list(TABLE3_VARIANTS if table == 3 else TABLE4_VARIANTS)
+    variants += [v for v in VARIANT_TITLES if v not in variants and any(r["variant"] == v for r in rows)]
     rows = [r for r in rows if r["variant"] in variants]
     if not rows:
         return pd.DataFrame(columns=columns)
@@ -142,8 +150,14 @@ def aggregate(records, table: int = 4) -> pd.DataFrame:
     df["paper"] = [paper_accuracy(table, d, m, v) for d, m, v in zip(df["dataset"], full, df["variant"])]
     df["paper"] = df["paper"].astype(float)
     df["diff"] = df["mean"] - df["paper"]
+    # The paper's numbers are a fair reference only for a run of the paper's preset with one of its models.
+    df["paper_setting"] = [p == "paper" and m in PAPER_MODELS.values()
+                           for p, m in zip(groups["preset"].first().to_numpy(), full)]
+    paired = paired_differences(frame.assign(accuracy=frame["accuracy"] / 100).to_dict("records"))
+    df = df.merge(paired.rename(columns={"diff": "vs_ft"}).drop(columns="pairs"), how="left",
+                  on=["dataset", "model", "variant"])
     order = {d: i for i, d in enumerate(PAPER_DATASETS)}
-    df["_d"], df["_v"] = df["dataset"].map(lambda d: order.get(paper_row(d), 99)), df["variant"].map(list(variants).index)
+    df["_d"], df["_v"] = df["dataset"].map(lambda d: order.get(paper_row(d), 99)), df["variant"].map(variants.index)
     df = df.sort_values(["_d", "dataset", "model", "_v"]).drop(columns=["_d", "_v"]).reset_index(drop=True)
     df.attrs["table"] = table
     return df[columns]
@@ -154,16 +168,22 @@ def _cell(row) -> str:
     text = f"{row['mean']:.2f} ± {std}"
     if not pd.isna(row["paper"]):
         text += f" (paper {row['paper']:.2f}, Δ {row['diff']:+.2f})"
+    if not pd.isna(row.get("vs_ft")):
+        interval = "" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+        text += f"; vs FT {row['vs_ft']:+.2f}{interval}{' †' if row['covers_zero'] else ''}"
     return text
 
 
 def to_wide(df: pd.DataFrame) -> pd.DataFrame:
-    """The paper's layout: one row per (dataset, model), columns ``<variant> mean|std|paper|diff`` per variant."""
+    """The paper's layout: one row per (dataset, model), columns ``<variant> mean|std|paper|diff`` per variant, and
+    for variants other than ``ft`` the paired difference to FT and its interval (``vs_ft|ci_low|ci_high``)."""
     variants = [v for v in VARIANT_TITLES if v in set(df["variant"])]
-    wide = df.pivot(index=["dataset", "model"], columns="variant", values=["mean", "std", "paper", "diff"])
+    stats_of = lambda v: ("mean", "std", "paper", "diff") + (() if v == "ft" else ("vs_ft", "ci_low", "ci_high"))  # noqa: E731
+    wide = df.pivot(index=["dataset", "model"], columns="variant",
+                    values=["mean", "std", "paper", "diff", "vs_ft", "ci_low", "ci_high"])
     wide = wide.reindex(df[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
     wide.columns = [f"{v} {stat}" for stat, v in wide.columns]
-    return wide[[f"{v} {s}" for v in variants for s in ("mean", "std", "paper", "diff")]].round(2).reset_index()
+    return wide[[f"{v} {s}" for v in variants for s in stats_of(v)]].astype(float).round(2).reset_index()
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -177,12 +197,16 @@ def to_markdown(df: pd.DataFrame) -> str:
     seeds = ", ".join(sorted(set(df["seeds"]))) if len(df) else "none"
     table = df.attrs.get("table", "")
     lines += ["", f"Accuracy (%) on the test split, mean ± std over seeds ({seeds}); paper = the paper's Table "
-              f"{table}; Δ = ours − paper."]
+              f"{table}; Δ = ours − paper. vs FT = the mean over seeds of (variant − FT) on the same seed, with its "
+              "95% interval; † marks an interval that covers 0, a difference that seed-to-seed variation could "
+              "explain."]
     return "\n".join(lines) + "\n"
 
 
 def plot_variants(df: pd.DataFrame, title: str | None = None):
-    """Bar chart: mean accuracy per variant (± std error bars) per (dataset, model); the paper's numbers as markers."""
+    """Point plot: mean accuracy per variant with its 95% interval over seeds, per (dataset, model). The axis spans
+    the data, not 0-100, so that the gaps can be judged; the paper's numbers appear (black bars) only for runs of the
+    paper's preset with one of the paper's models."""
     from matplotlib.figure import Figure
 
     variants = [v for v in VARIANT_TITLES if v in set(df["variant"])]
@@ -190,19 +214,30 @@ def plot_variants(df: pd.DataFrame, title: str | None = None):
     fig = Figure(figsize=(max(6.0, 1.0 + 0.55 * len(variants) * len(groups)), 4.2), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(len(variants), 1)
+    shown_paper = False
     for i, variant in enumerate(variants):
         sub = df[df["variant"] == variant].set_index(["dataset", "model"]).reindex(groups)
         x = [g + (i - (len(variants) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(x, sub["mean"], width, yerr=sub["std"].fillna(0), capsize=3, label=VARIANT_TITLES[variant])
-        ax.plot(x, sub["paper"], "k_", markersize=12, markeredgewidth=2,
-                label="paper" if i == 0 else None)
+        half = [mean_interval_halfwidth(s, n) for s, n in zip(sub["std"], sub["n"])]
+        ax.errorbar(x, sub["mean"], yerr=half, fmt="o", capsize=3, label=VARIANT_TITLES[variant])
+        paper = sub["paper"].where(sub["paper_setting"].fillna(False).astype(bool))
+        if paper.notna().any():
+            ax.plot(x, paper, "k_", markersize=12, markeredgewidth=2, label=None if shown_paper else "paper")
+            shown_paper = True
     ax.set_xticks(range(len(groups)), [f"{d}\n{m}" for d, m in groups])
     ax.set_ylabel("test accuracy (%)")
-    low = min(df["mean"].min(), df["paper"].min()) if len(df) else 0
-    ax.set_ylim(max(0, low - 10), 100)
+    ax.margins(y=0.15)
+    ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title or f"Table {df.attrs.get('table', '')}: mean ± std over seeds; black markers = the paper")
+    ax.set_title(title or f"Table {df.attrs.get('table', '')}: mean and 95% interval over seeds")
     return fig
+
+
+def mean_interval_halfwidth(std: float, n: int) -> float:
+    """Half the width of the Student-t 95% interval of a mean over ``n`` seeds (0 when it cannot be computed)."""
+    if pd.isna(std) or n < 2:
+        return 0.0
+    return float(scipy_stats.t.ppf(0.975, n - 1) * std / n ** 0.5)
 
 
 def write_tables(records, table: int, out: str | os.PathLike) -> pd.DataFrame:
