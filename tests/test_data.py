@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from threephase import DataConfig, ThreePhaseError, load_data, preset_config
-from threephase.data import DATA_DIR_ENV, class_sizes, prepare_data, subsample
+from threephase.data import DATA_DIR_ENV, class_sizes, subsample
+from threephase.user_data import prepare_data
 
 
 def write_folder(path, splits, labels=None):

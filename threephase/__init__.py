@@ -7,7 +7,8 @@ cosine-similarity loss on pairs after an imbalance-correcting resize, phase 3 / 
 from .classifier import MLPHead, ThreePhaseClassifier
 from .config import (CLConfig, DAEConfig, DataConfig, FTConfig, ImbalanceConfig, JointConfig, RunConfig,
                      apply_overrides)
-from .data import DATASETS, load_data, prepare_data
+from .data import DATASETS, load_data
+from .user_data import prepare_data
 from .errors import ThreePhaseError
 from .finetune import train_ft
 from .models import load_body

@@ -22,13 +22,14 @@ from datasets import DatasetDict
 from .baselines import train_logreg
 from .classifier import ThreePhaseClassifier
 from .config import RunConfig
-from .data import class_sizes, data_fingerprint, load_data, prepare_data, sizes_before_subset
+from .data import class_sizes, data_fingerprint, load_data, sizes_before_subset
 from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
 from .models import auto_max_seq_length, load_body
 from .phases import train_cl, train_dae, train_joint
 from .records import atomic_dir, classification_metrics, device_info, library_versions, write_json
 from .training import barrier, default_device, is_main_process, seed_everything
+from .user_data import prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     write the run record to ``config.output_dir`` if set.
 
     ``data`` replaces the data that ``config.data`` names: a ``DatasetDict`` (or a ``Dataset`` for train) of your
-    own, prepared by :func:`~threephase.data.prepare_data` with ``config.data`` (its ``text_column`` and
+    own, prepared by :func:`~threephase.user_data.prepare_data` with ``config.data`` (its ``text_column`` and
     ``label_column``, missing splits carved from train, the subset sizes).
 
     While it trains, the run folder holds ``config.json`` and, in ``phases/``, the body after each finished phase
