@@ -33,7 +33,8 @@ def test_paper_preset_takes_table5_rows():
 def test_cpu_preset_uses_small_model_and_subset():
     config = preset_config("cpu", "snips2")
     assert config.model_name_or_path.endswith("all-MiniLM-L6-v2")
-    assert config.data.train_per_class and config.max_seq_length == 64
+    assert config.max_seq_length == 64 and config.data.train_per_class is None  # no per-class evening-out
+    assert config.data.max_train_samples == 448 and config.data.min_per_class == 8  # the data's own proportions
 
 
 def test_overrides_nested_and_dotted_and_typed():
