@@ -15,7 +15,8 @@ def quick_run(tmp_path_factory, data_dir):
     output = tmp_path_factory.mktemp("runs") / "snips2-3p"
     config = preset_config("cpu", "snips2", output_dir=str(output), seed=0)
     config.data.data_dir = data_dir
-    config.data.train_per_class, config.data.test_per_class = 32, 30
+    config.data.train_per_class, config.data.validation_per_class, config.data.test_per_class = 20, 8, 30
+    config.max_seq_length, config.ft.num_train_epochs = 32, 6
     return output, run(config)
 
 
