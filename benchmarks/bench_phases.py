@@ -45,14 +45,16 @@ def fresh_body(args):
     return load_body(args.model, max_seq_length=args.max_seq_length, device=args.device)
 
 
-def bare_loop(body, loss: torch.nn.Module, columns: list[list[str]], labels: torch.Tensor | None, batch_size: int,
+def bare_loop(body, make_loss, columns: list[list[str]], labels: torch.Tensor | None, batch_size: int,
               epochs: int = 1) -> float:
-    """Seconds for the plainest training loop over ``columns``: tokenize, forward, backward, AdamW step."""
+    """Seconds for the plainest training loop over ``columns``: build the loss module (phase 1's holds the TSDAE
+    decoder), then tokenize, forward, backward and take an AdamW step per batch."""
+    synchronize(body.device)
+    start = time.perf_counter()
+    loss = make_loss()
     parameters = list({id(p): p for p in loss.parameters() if p.requires_grad}.values())
     optimizer = torch.optim.AdamW(parameters, lr=1e-5)
     body.train()
-    synchronize(body.device)
-    start = time.perf_counter()
     for _ in range(epochs):
         for first in range(0, len(columns[0]), batch_size):
             features = [to_device(body.preprocess(column[first:first + batch_size]), body.device) for column in columns]
@@ -133,12 +135,13 @@ def measure_phases(args, data) -> dict:
 
 def bare_dae(args, noisy) -> float:
     body = fresh_body(args)
-    return bare_loop(body, TiedDenoisingAutoEncoderLoss(body), [noisy["noisy"], noisy["text"]], None, args.batch_size)
+    return bare_loop(body, lambda: TiedDenoisingAutoEncoderLoss(body), [noisy["noisy"], noisy["text"]], None,
+                     args.batch_size)
 
 
 def bare_cl(args, pairs) -> float:
     body = fresh_body(args)
-    return bare_loop(body, CosineSimilarityLoss(body), [pairs["sentence1"], pairs["sentence2"]],
+    return bare_loop(body, lambda: CosineSimilarityLoss(body), [pairs["sentence1"], pairs["sentence2"]],
                      torch.tensor(pairs["score"]), args.batch_size)
 
 
@@ -146,7 +149,7 @@ def bare_ft(args, data, ft: FTConfig) -> float:
     body = fresh_body(args)
     torch.manual_seed(0)
     head = MLPHead(body.get_embedding_dimension(), len(data["train"].features["label"].names)).to(body.device)
-    return bare_loop(body, ClassificationLoss(body, head), [data["train"]["text"]],
+    return bare_loop(body, lambda: ClassificationLoss(body, head), [data["train"]["text"]],
                      torch.tensor(data["train"]["label"]), args.batch_size, epochs=ft.num_train_epochs)
 
 
@@ -205,7 +208,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dataset", default="snips2")
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
-    parser.add_argument("--repeats", type=int, default=None, help="best of this many runs (default 1 quick, 2 full)")
+    parser.add_argument("--repeats", type=int, default=None, help="best of this many runs (default 2)")
     parser.add_argument("--out", default="benchmarks/results/phases.json")
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
@@ -216,7 +219,7 @@ def main() -> None:
         args.max_seq_length, args.batch_size = 64, 16
     args.train_per_class = (16 if args.quick else 32) * (8 if gpu else 1)
     args.pair_multiplier, args.ft_epochs = 1, 2
-    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.repeats = args.repeats or 2
 
     data = load_data(dataset=args.dataset, train_per_class=args.train_per_class, validation_per_class=8,
                      test_per_class=4 * args.train_per_class)
