@@ -179,3 +179,14 @@ def test_joint_weighs_its_dae_part(tiny_data, body):
     assert float(halved["loss_cl"]) == pytest.approx(float(whole["loss_cl"]), rel=1e-6)
     metrics = run(tiny_config("joint", joint__dae_weight=0.25), data=tiny_data).metrics
     assert metrics["phases"]["joint"]["dae_weight"] == 0.25
+
+
+def test_frozen_body_warmup_counts_its_own_steps_under_several_processes(tiny_data, body, monkeypatch):
+    # The frozen-body loop runs every batch in every process: its warm-up must not shrink with WORLD_SIZE.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = FTConfig(head_learning_rate=1e-2, num_train_epochs=3, min_epochs=3, per_device_train_batch_size=16,
+                      warmup_ratio=0.99, freeze_body=True)
+    _, report = train_ft(body, tiny_data["train"], tiny_data["validation"], config, seed=0, logging_steps=1)
+    steps_per_epoch = -(-len(tiny_data["train"]) // 16)
+    peak = max(report["loss_history"], key=lambda entry: entry["learning_rate"])
+    assert peak["step"] == round(0.99 * steps_per_epoch)

@@ -112,10 +112,16 @@ class EarlyStopping(TrainerCallback):
         self.best_state = tensors or None
 
 
-def first_epoch_warmup(config: FTConfig, num_examples: int) -> int:
-    """Warm-up steps: ``warmup_ratio`` of the optimizer steps of one epoch, whatever the epoch budget."""
-    accumulation = int(config.training_args.get("gradient_accumulation_steps", 1))
-    steps_per_epoch = math.ceil(num_examples / (config.per_device_train_batch_size * world_size() * accumulation))
+def first_epoch_warmup(config: FTConfig, num_examples: int, *, processes: int | None = None,
+                       accumulation: int | None = None) -> int:
+    """Warm-up steps: ``warmup_ratio`` of the optimizer steps of one epoch, whatever the epoch budget.
+
+    The trainer splits an epoch over the processes and accumulates gradients as ``training_args`` say (the
+    defaults); the frozen-body loop runs the whole epoch in each process, one step per batch (pass 1 and 1)."""
+    processes = world_size() if processes is None else processes
+    if accumulation is None:
+        accumulation = int(config.training_args.get("gradient_accumulation_steps", 1))
+    steps_per_epoch = math.ceil(num_examples / (config.per_device_train_batch_size * processes * accumulation))
     return round(config.warmup_ratio * steps_per_epoch)
 
 
@@ -175,8 +181,8 @@ def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.head_learning_rate or config.learning_rate,
                                   eps=config.adam_epsilon, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(labels) / config.per_device_train_batch_size)
-    scheduler = get_linear_schedule_with_warmup(optimizer, first_epoch_warmup(config, len(labels)),
-                                                steps_per_epoch * config.num_train_epochs)
+    warmup = first_epoch_warmup(config, len(labels), processes=1, accumulation=1)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps_per_epoch * config.num_train_epochs)
     generator = torch.Generator().manual_seed(seed)
     cross_entropy = torch.nn.CrossEntropyLoss(weight=weights.to(labels.device) if weights is not None else None)
     history, step = [], 0
