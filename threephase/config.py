@@ -295,6 +295,24 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def changed_settings(saved: dict[str, Any], wanted: dict[str, Any], ignore: tuple[str, ...] = ("output_dir", "device"),
+                     prefix: str = "") -> str:
+    """The settings that differ between two nested dicts of settings, as "name: then, now" ("" if none).
+
+    Keys in ``ignore`` (at any depth) say where a run ran, not what it computed."""
+    differences = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if key in ignore:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            nested = changed_settings(old, new, ignore, f"{prefix}{key}.")
+            differences += [nested] if nested else []
+        elif old != new:
+            differences.append(f"{prefix}{key}: {old!r} then, {new!r} now")
+    return ", ".join(differences)
+
+
 def setting_names() -> list[str]:
     """Every dotted setting name, for help texts and error messages."""
     return sorted(_flatten(RunConfig().to_dict()))

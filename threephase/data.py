@@ -357,6 +357,4 @@ def data_fingerprint(data: DatasetDict) -> dict[str, str]:
 
 def class_sizes(dataset: Dataset) -> dict[str, int]:
     """Examples per class, by label name, in label-id order."""
-    names = dataset.features["label"].names
-    counts = pd.Series(dataset["label"]).value_counts()
-    return {name: int(counts.get(i, 0)) for i, name in enumerate(names)}
+    return _sizes(pd.DataFrame({"label": dataset["label"]}), dataset.features["label"].names)

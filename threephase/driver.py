@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config import RunConfig, changed_settings
 from .errors import ThreePhaseError
 from .records import write_json
 
@@ -145,22 +145,14 @@ def _finished(params: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     name = Path(params["output_dir"]).name
     record = json.loads(results.read_text())
-    changed = _changed_settings(record.get("parameters", {}), params)
+    # device and output_dir say where a run ran, not what it computed; overwrite, how this call treats an old run.
+    changed = changed_settings(record.get("parameters", {}), {**params, "overrides": json.loads(params["overrides"])},
+                               ignore=("device", "output_dir", "overwrite"))
     if changed:
         return {"name": name, "status": "failed", "log": str(results),
                 "error": f"it finished earlier with other settings ({changed}); rerun it with --overwrite, or "
                          "choose another --out"}
     return {"name": name, "status": "skipped", "record": record}
-
-
-def _changed_settings(saved: Mapping[str, Any], params: Mapping[str, Any]) -> str:
-    """The settings in which a finished run's parameters differ from this call's ("" if none).
-
-    ``device`` and ``output_dir`` may differ: they change where a run ran, not what it computed; ``overwrite`` says
-    how this call treats an old run."""
-    wanted = {**params, "overrides": json.loads(params["overrides"])}
-    keys = sorted(k for k in wanted if k not in ("device", "output_dir", "overwrite") and saved.get(k) != wanted[k])
-    return ", ".join(f"{k}: {saved.get(k)!r} then, {wanted[k]!r} now" for k in keys)
 
 
 def _run_notebook(params: dict[str, Any], out: Path) -> dict[str, Any]:

@@ -141,13 +141,12 @@ def cached_run(config: RunConfig, data=None):
     :func:`~threephase.run` it (replacing the folder). Returns ``(result, loaded)``: a
     :class:`~threephase.RunResult` (a loaded one reads its classifier from the folder when first used) and whether
     it came from the folder."""
-    from .pipeline import RunResult, run
+    from .pipeline import run
 
     folder = Path(config.output_dir)
     if (folder / "metrics.json").is_file() and (folder / "config.json").is_file():
         if RunConfig.from_json_file(folder / "config.json").to_dict() == config.to_dict():
-            return RunResult(json.loads((folder / "metrics.json").read_text()), output_dir=folder,
-                             device=config.device), True
+            return run(config, data=data, resume=True), True  # a finished run: resume only reads it back
     return run(config, data=data, overwrite=True), False
 
 

@@ -87,8 +87,7 @@ class JointLoss(nn.Module):
         self.dae_weight = dae_weight
 
     def forward(self, sentence_features, labels):
-        # Both branches must run through the body the trainer handed us (under DDP, the wrapped one).
-        self.dae.model = self.cl.model = self.model
+        # No swap of the body here: the trainer replaces every `model` child, so both branches see the DDP wrapper.
         noisy, clean, first, second = sentence_features
         return {"loss_dae": self.dae_weight * self.dae([noisy, clean], None),
                 "loss_cl": self.cl([first, second], labels)}

@@ -9,6 +9,7 @@ folder, and ``run(..., resume=True)`` continues it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import shutil
@@ -21,7 +22,7 @@ from datasets import DatasetDict
 
 from .baselines import train_logreg
 from .classifier import ThreePhaseClassifier
-from .config import RunConfig
+from .config import RunConfig, changed_settings
 from .data import class_sizes, data_fingerprint, load_data, sizes_before_subset
 from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
@@ -97,7 +98,8 @@ def check_pairable(data: DatasetDict) -> None:
         )
 
 
-def _phase_steps(config: RunConfig, variant: Variant) -> list[str]:
+def _phase_steps(variant: Variant) -> list[str]:
+    """The phases before phase 3 that ``variant`` trains, in order."""
     return [name for name, wanted in (("joint", variant.joint), ("dae", variant.dae), ("cl", variant.cl)) if wanted]
 
 
@@ -120,10 +122,11 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
         imbalance = dataclasses.replace(config.imbalance, max_ratio=variant.max_ratio or config.imbalance.max_ratio)
     if variant.cl or variant.joint:
         check_pairable(data)
-    folders = {name: Path(workdir) / "phases" / name for name in (*_phase_steps(config, variant), "ft")} if workdir else {}
-    steps = _phase_steps(config, variant)
-    done = [name for name in steps if resume and name in folders and (folders[name] / PHASE_REPORT).is_file()]
-    done = done[:next((i for i, name in enumerate(steps) if name not in done), len(done))]  # a finished prefix
+    steps = _phase_steps(variant)
+    folders = {name: Path(workdir) / "phases" / name for name in (*steps, "ft")} if workdir else {}
+    # With resume, the phases that finished in order are loaded, not trained again.
+    done = list(itertools.takewhile(lambda name: resume and name in folders
+                                    and (folders[name] / PHASE_REPORT).is_file(), steps))
     phases: dict[str, Any] = {name: json.loads((folders[name] / PHASE_REPORT).read_text()) for name in done}
     if done:
         logger.info("Resuming after %s: loading its body from %s", done[-1], folders[done[-1]] / "body")
@@ -180,7 +183,7 @@ def _check_output(config: RunConfig, output: Path, overwrite: bool, resume: bool
         return None
     saved = output / "config.json"
     if resume and saved.is_file():
-        changed = _changed(json.loads(saved.read_text()), config.to_dict())
+        changed = changed_settings(json.loads(saved.read_text()), config.to_dict())
         if changed:
             raise ThreePhaseError(
                 f"Cannot resume {str(output)!r}: it was started with other settings ({changed}). Resume with the "
@@ -199,19 +202,6 @@ def _check_output(config: RunConfig, output: Path, overwrite: bool, resume: bool
     raise ThreePhaseError(
         f"Output folder {str(output)!r} already holds files.{hint} Choose another --output, or pass --overwrite."
     )
-
-
-def _changed(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str:
-    """The settings that differ between two config dicts, as "name: then -> now" ("" if none)."""
-    differences = []
-    for key in sorted(set(saved) | set(wanted)):
-        old, new = saved.get(key), wanted.get(key)
-        if isinstance(old, dict) and isinstance(new, dict) and key not in ("training_args",):
-            nested = _changed(old, new, f"{prefix}{key}.")
-            differences += [nested] if nested else []
-        elif old != new and key not in ("output_dir", "device"):
-            differences.append(f"{prefix}{key}: {old!r} then, {new!r} now")
-    return ", ".join(differences)
 
 
 def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = False,

@@ -54,19 +54,31 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def several_processes() -> bool:
+    """True inside a process group of more than one rank (torchrun, accelerate launch)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def barrier() -> None:
     """Wait for every rank (nothing in a single process): rank 0 writes files that the others then read."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if several_processes():
         dist.barrier()
 
 
 def from_main_process(value: Any) -> Any:
     """``value`` as rank 0 has it, on every rank (itself in a single process): decisions that must agree."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if several_processes():
         holder = [value]
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
     return value
+
+
+def loss_only_parameters(loss: torch.nn.Module, model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The weights that live in ``loss`` but not in ``model`` (the FT head, the TSDAE decoder's cross-attention):
+    neither DDP nor the trainer's checkpoints know about them."""
+    in_model = {id(p) for p in model.parameters()}
+    return {name: p for name, p in loss.named_parameters() if id(p) not in in_model}
 
 
 class SyncLossParameters(TrainerCallback):
@@ -77,11 +89,10 @@ class SyncLossParameters(TrainerCallback):
     """
 
     def __init__(self, loss: torch.nn.Module, model: torch.nn.Module):
-        in_model = {id(p) for p in model.parameters()}
-        self.parameters = [p for p in loss.parameters() if id(p) not in in_model and p.requires_grad]
+        self.parameters = [p for p in loss_only_parameters(loss, model).values() if p.requires_grad]
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not several_processes():
             return
         for param in self.parameters:
             if param.grad is not None:
@@ -153,8 +164,7 @@ class CheckpointState(TrainerCallback):
     """
 
     def __init__(self, loss: torch.nn.Module, model: torch.nn.Module, stateful: list[Any] | None = None):
-        in_model = {id(p) for p in model.parameters()}
-        self.loss_parameters = {n: p for n, p in loss.named_parameters() if id(p) not in in_model}
+        self.loss_parameters = loss_only_parameters(loss, model)
         self.stateful = stateful or []
 
     def on_save(self, args, state, control, **kwargs):

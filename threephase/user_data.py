@@ -26,8 +26,8 @@ def prepare_data(data, config: DataConfig | None = None, seed: int | None = None
     or str) become a ``ClassLabel`` named by their sorted distinct values (a ``ClassLabel`` keeps its names). Then
     the steps of :func:`load_data` follow: empty texts and examples without a label (``-1`` in a ``ClassLabel``) are
     dropped, a missing validation or test split is carved from train (stratified, seeded with ``config.seed``,
-    ``config.validation_fraction``), and the configured subsets are drawn. Splits other than ``train``,
-    ``validation`` and ``test`` are ignored.
+    ``config.validation_fraction``), and the configured subsets are drawn. An ``unlabelled`` split (a text column)
+    is kept as texts for phase 1; other splits are ignored.
 
     Data already in threephase's form and within the configured subset sizes, such as what :func:`load_data`
     returns for the same settings, comes back as it is, so that passing it to :func:`~threephase.run` trains on
