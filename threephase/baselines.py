@@ -1,42 +1,156 @@
 """Baselines on the same data draw as the variants: ``logreg``, a class-balanced logistic regression on the frozen
-pre-trained body's embeddings.
+pre-trained body's embeddings, and ``setfit``, SetFit (Tunstall et al., 2022) run by its own library.
 
-It answers the first question a reader asks of a fine-tuning method: how far does the body get with no training at
-all? Its classifier is a :class:`~threephase.classifier.ThreePhaseClassifier` whose head is the regression's single
-linear layer, so it saves, loads and predicts like any other.
+``logreg`` answers the first question a reader asks of a fine-tuning method: how far does the body get with no
+training at all? ``setfit`` is the published method closest to ``cl-ft``: a contrastive step on pairs, then a
+logistic regression on the tuned body. Both classifiers are a :class:`~threephase.classifier.ThreePhaseClassifier`
+whose head is the regression's single linear layer, so they save, load and predict like any other.
+
+``setfit`` needs the ``baselines`` extra (``pip install "threephase[baselines]"``: SetFit 1.2 or later, the first
+release for transformers 5).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
 from datasets import Dataset
+from packaging.version import Version
 from sentence_transformers import SentenceTransformer
 from sklearn.linear_model import LogisticRegression
+from transformers.utils import logging as hf_logging
 
 from .classifier import MLPHead, ThreePhaseClassifier
+from .config import CLConfig
+from .errors import ThreePhaseError
+from .pairs import num_pairs_for
+from .training import training_arguments
+
+SETFIT_MIN_VERSION = "1.2"
+INSTALL_BASELINES = 'pip install "threephase[baselines]"'
+
+
+def regression_classifier(body: SentenceTransformer, regression: LogisticRegression, vectors: np.ndarray,
+                          labels: Sequence[int], label_names: Sequence[str]) -> tuple[ThreePhaseClassifier,
+                                                                                      dict[str, Any]]:
+    """The classifier made of ``body`` and a fitted ``regression`` (on ``vectors``, the body's embeddings of the
+    training texts), its head the single linear layer ``MLPHead(hidden_size=None)`` that gives the regression's
+    probabilities; and the regression's training accuracy and solver iterations."""
+    weight, bias = np.zeros((len(label_names), vectors.shape[1])), np.zeros(len(label_names))
+    if len(regression.classes_) == 2:  # one score z for the second class: softmax([0, z]) is the regression's sigmoid
+        weight[regression.classes_[1]], bias[regression.classes_[1]] = regression.coef_[0], regression.intercept_[0]
+    else:
+        weight[regression.classes_], bias[regression.classes_] = regression.coef_, regression.intercept_
+    head = MLPHead(vectors.shape[1], len(label_names), hidden_size=None)
+    with torch.no_grad():
+        head.layers[0].weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        head.layers[0].bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    report = {"train_accuracy": float(regression.score(vectors, np.asarray(labels))),
+              "iterations": int(np.max(regression.n_iter_))}
+    return ThreePhaseClassifier(body, head.eval(), label_names), report
 
 
 def train_logreg(body: SentenceTransformer, train_data: Dataset, *, seed: int = 42,
                  batch_size: int = 64) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """Fit ``LogisticRegression(class_weight="balanced")`` on the body's embeddings of the training texts."""
     start = time.perf_counter()
-    label_names = train_data.features["label"].names
     vectors = body.encode(list(train_data["text"]), batch_size=batch_size, convert_to_numpy=True)
     labels = np.asarray(train_data["label"])
     model = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed).fit(vectors, labels)
-    weight, bias = np.zeros((len(label_names), vectors.shape[1])), np.zeros(len(label_names))
-    if len(model.classes_) == 2:  # one score z for the second class: softmax([0, z]) is the regression's sigmoid
-        weight[model.classes_[1]], bias[model.classes_[1]] = model.coef_[0], model.intercept_[0]
-    else:
-        weight[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
-    head = MLPHead(vectors.shape[1], len(label_names), hidden_size=None)
-    with torch.no_grad():
-        head.layers[0].weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
-        head.layers[0].bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-    classifier = ThreePhaseClassifier(body, head.eval(), label_names)
-    return classifier, {"wall_time_s": time.perf_counter() - start, "train_accuracy": float(model.score(vectors, labels)),
-                        "iterations": int(np.max(model.n_iter_))}
+    classifier, report = regression_classifier(body, model, vectors, labels, train_data.features["label"].names)
+    return classifier, {"wall_time_s": time.perf_counter() - start, **report}
+
+
+def require_setfit() -> ModuleType:
+    """The ``setfit`` module, or a :class:`ThreePhaseError` that says how to install it."""
+    try:
+        import setfit
+    except ImportError as err:
+        raise ThreePhaseError(
+            f"The setfit variant needs SetFit {SETFIT_MIN_VERSION} or later, which could not be imported ({err}). "
+            f"Install the baselines extra: {INSTALL_BASELINES}"
+        ) from None
+    if Version(setfit.__version__) < Version(SETFIT_MIN_VERSION):
+        raise ThreePhaseError(
+            f"The setfit variant needs SetFit {SETFIT_MIN_VERSION} or later (the first for transformers 5), found "
+            f"{setfit.__version__}. Upgrade it: {INSTALL_BASELINES} --upgrade"
+        )
+    return setfit
+
+
+def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: float) -> int:
+    """SetFit's ``num_iterations`` that draws as many pairs as phase 2 would from the same examples (no resize).
+
+    SetFit draws 2 × ``num_iterations`` × n pairs (as many positive as negative); phase 2 draws ``pair_multiplier``
+    × ⌊log2 K⌋ × n. So ``num_iterations`` is half the latter's pairs per example, rounded, at least 1."""
+    return max(1, round(num_pairs_for(num_examples, num_classes, pair_multiplier) / (2 * num_examples)))
+
+
+def train_setfit(body: SentenceTransformer, train_data: Dataset, config: CLConfig, *, seed: int = 42,
+                 device: str | None = None, logging_steps: int = 10) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+    """SetFit with its defaults, through its own ``Trainer``: one epoch of ``CosineSimilarityLoss`` on pairs of
+    training texts (score 1 for the same class, 0 otherwise), then ``LogisticRegression()`` on the tuned body's
+    embeddings, the body frozen. ``body`` is tuned in place and becomes the classifier's body.
+
+    Our settings map onto SetFit's ``TrainingArguments`` as follows (phase 2's, so that ``setfit`` and ``cl-ft``
+    differ in the method, not the budget):
+
+    * ``seed`` → ``seed`` (SetFit's seeding and batch order; its pair sampler always shuffles with seed 42);
+    * ``config.per_device_train_batch_size`` → ``batch_size``; ``config.learning_rate`` → ``body_learning_rate``;
+      ``config.warmup_ratio`` → ``warmup_proportion``; ``config.weight_decay`` → ``l2_weight``;
+      ``num_epochs`` = 1, as phase 2;
+    * ``config.pair_multiplier`` → ``num_iterations`` = :func:`setfit_iterations`: about as many pairs as phase 2
+      would draw from the same training split without its resize;
+    * the body's ``max_seq_length`` (set by the run) truncates the texts in both steps;
+    * ``device`` and ``config.training_args`` (``bf16``, ``gradient_accumulation_steps``, ...) reach the
+      sentence-transformers trainer that SetFit drives (``fp16`` as SetFit's ``use_amp``).
+
+    Not used: the resize (``imbalance``) and ``balance_scores`` (SetFit always draws as many positive pairs as
+    negative ones, repeating pairs as needed); SetFit's pairs may repeat and may pair a text with itself.
+    """
+    setfit = require_setfit()
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from setfit import trainer as setfit_trainer
+
+    start = time.perf_counter()
+    label_names = train_data.features["label"].names
+    texts, labels = list(train_data["text"]), list(train_data["label"])
+    num_iterations = setfit_iterations(len(texts), len(set(labels)), config.pair_multiplier)
+    model = SetFitModel(model_body=body, model_head=LogisticRegression(), labels=list(label_names))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()  # the trainer's info lines drown the progress bar
+    try:
+        with tempfile.TemporaryDirectory(prefix="threephase-setfit-") as tmp:
+            # SetFit builds the sentence-transformers trainer's arguments from a few of its own; ours (the device,
+            # the user's training_args, DDP settings) are made as for phase 2, and SetFit then sets its own on them.
+            st_args = training_arguments(config, output_dir=tmp, seed=seed, logging_steps=logging_steps, device=device)
+            args = TrainingArguments(
+                output_dir=tmp, batch_size=config.per_device_train_batch_size, num_epochs=1,
+                body_learning_rate=config.learning_rate, num_iterations=num_iterations,
+                warmup_proportion=config.warmup_ratio, l2_weight=config.weight_decay, use_amp=bool(st_args.fp16),
+                seed=seed, report_to="none", save_strategy="no", logging_steps=logging_steps,
+                show_progress_bar=False,
+            )
+            with mock.patch.object(setfit_trainer, "SentenceTransformerTrainingArguments", lambda **_: st_args):
+                trainer = Trainer(model=model, args=args,
+                                  train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
+            trainer.train()
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    state = trainer.st_trainer.state
+    history = [{"step": e["step"], "epoch": e["epoch"], "loss": e["embedding_loss"],
+                "learning_rate": e["learning_rate"]} for e in state.log_history if "embedding_loss" in e]
+    vectors = body.encode(texts, batch_size=64, convert_to_numpy=True)
+    classifier, report = regression_classifier(body, model.model_head, vectors, labels, label_names)
+    return classifier, {
+        "wall_time_s": time.perf_counter() - start, **report, "num_iterations": num_iterations,
+        "num_pairs": len(trainer.st_trainer.train_dataset), "steps": state.global_step, "loss_history": history,
+        "setfit_version": setfit.__version__,
+    }

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ThreePhaseError
 
-VARIANTS = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "extra-imb", "no-imb", "logreg")
+VARIANTS = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "extra-imb", "no-imb", "logreg", "setfit")
 SECTIONS = ("data", "dae", "imbalance", "cl", "joint", "ft")
 # Settings that hold a dict of their own: ``--set dae.training_args='{"bf16": true}'`` replaces the whole dict,
 # ``--set dae.training_args.bf16=true`` sets one key.

@@ -22,6 +22,9 @@ _PHASES = {
     "ft": "phase 3 / FT only",
     "extra-imb": "phase 1 / DAE → phase 2 / CL (resized classes, max ratio 20) → phase 3 / FT",
     "no-imb": "phase 1 / DAE → phase 2 / CL (no resizing) → phase 3 / FT",
+    "logreg": "baseline: a class-balanced logistic regression on the frozen pre-trained body's embeddings",
+    "setfit": "baseline: SetFit (Siamese cosine loss on same/different-class pairs, then a logistic regression on "
+              "the tuned body's embeddings)",
 }
 
 
@@ -58,6 +61,8 @@ def model_card(config: dict[str, Any], repo_id: str = REPO_ID_PLACEHOLDER) -> st
     base = run.get("model_name_or_path", "unknown")
     labels = list(config.get("label2id", {}))
     example = "play the latest album by daft punk" if "PlayMusic" in labels else "an example sentence"
+    linear = (config.get("head") or {}).get("hidden_size", 100) is None  # the baselines' logistic regression
+    head = "a single linear layer (a logistic regression)" if linear else "a 2-layer MLP"
     lines = [
         "---",
         _metadata(run),
@@ -72,7 +77,7 @@ def model_card(config: dict[str, Any], repo_id: str = REPO_ID_PLACEHOLDER) -> st
         "",
         "- the **body** (the encoder and its pooling, as the phases left it): a sentence-transformers model at the "
         "root, so `SentenceTransformer` loads it on its own and gives its sentence embeddings;",
-        "- the **head**, a 2-layer MLP on those embeddings (`head.safetensors`), with its settings and labels in "
+        f"- the **head**, {head} on those embeddings (`head.safetensors`), with its settings and labels in "
         "`config_threephase.json`. Only threephase reads the head: the classes come from `ThreePhaseClassifier`.",
         "",
         f"- **Variant**: `{variant}`: {_PHASES.get(variant, variant)}",

@@ -20,7 +20,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
-from .baselines import train_logreg
+from .baselines import require_setfit, train_logreg, train_setfit
 from .classifier import ThreePhaseClassifier
 from .config import RunConfig, changed_settings
 from .data import class_sizes, data_fingerprint, load_data, sizes_before_subset
@@ -44,7 +44,7 @@ class Variant:
     joint: bool = False
     resize: bool = True
     max_ratio: float | None = None  # replaces imbalance.max_ratio when set
-    baseline: bool = False  # no phase at all: the frozen body's embeddings and a logistic regression
+    baseline: bool = False  # none of our phases: a baseline of threephase.baselines named like the variant
 
 
 VARIANTS: dict[str, Variant] = {
@@ -56,6 +56,7 @@ VARIANTS: dict[str, Variant] = {
     "no-imb": Variant(dae=True, cl=True, resize=False),
     "ft": Variant(dae=False, cl=False),
     "logreg": Variant(dae=False, cl=False, resize=False, baseline=True),
+    "setfit": Variant(dae=False, cl=False, resize=False, baseline=True),  # needs the baselines extra
 }
 
 
@@ -154,6 +155,11 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
         if name in folders and is_main_process():
             _keep_phase(body, phases[name], folders[name])
         barrier()
+    if config.variant == "setfit":
+        logger.info("Baseline: SetFit (contrastive pairs, then a logistic regression on the tuned body)")
+        classifier, phases["setfit"] = train_setfit(body, data["train"], config.cl, seed=config.seed,
+                                                    device=config.device, logging_steps=config.logging_steps)
+        return classifier, phases
     if variant.baseline:
         logger.info("Baseline: logistic regression on the frozen body's embeddings")
         classifier, phases["logreg"] = train_logreg(body, data["train"], seed=config.seed)
@@ -223,6 +229,8 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     >>> result.metrics["accuracy"], result.classifier("play some jazz")  # doctest: +SKIP
     """
     config.validate()
+    if config.variant == "setfit":
+        require_setfit()  # before any data, model or folder: the missing extra is the first thing to fix
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
         finished = _check_output(config, output, overwrite, resume)

@@ -33,7 +33,8 @@ from .stats import paired_differences
 
 TABLE3_VARIANTS = ("three-phase", "joint", "ft")
 VARIANT_TITLES = {"three-phase": "3-Phase", "joint": "Joint", "dae-ft": "DAE+FT", "cl-ft": "CL+FT",
-                  "extra-imb": "Extra Imb.", "no-imb": "No Imb.", "ft": "FT", "logreg": "LogReg"}
+                  "extra-imb": "Extra Imb.", "no-imb": "No Imb.", "ft": "FT", "logreg": "LogReg",
+                  "setfit": "SetFit"}
 PAPER_DATASETS = ("snips", "snips2", "sst2", "sst5", "ag_news", "imdb")
 MODEL_ALIASES = {"roberta": PAPER_MODELS["roberta"], "roberta-base": PAPER_MODELS["roberta"],
                  "minilm": PAPER_MODELS["minilm"], "all-minilm-l12-v2": PAPER_MODELS["minilm"],
