@@ -15,6 +15,22 @@ def test_train_means_the_training_texts_outside_the_subset(data_dir):
     assert "unlabelled" not in load_data(dataset="snips2", data_dir=data_dir, train_per_class=4)
 
 
+def test_max_unlabelled_samples_draws_a_seeded_sample(data_dir):
+    settings = dict(dataset="snips2", data_dir=data_dir, train_per_class=4, unlabelled="train")
+    everything = set(load_data(**settings)["unlabelled"]["text"])
+    first = load_data(**settings, max_unlabelled_samples=50)["unlabelled"]["text"]
+    assert len(first) == 50 and set(first) <= everything
+    assert load_data(**settings, max_unlabelled_samples=50)["unlabelled"]["text"] == first
+    assert load_data(**settings, max_unlabelled_samples=50, seed=1)["unlabelled"]["text"] != first
+
+
+def test_max_unlabelled_samples_must_be_positive():
+    from threephase.config import RunConfig, apply_overrides
+
+    with pytest.raises(ThreePhaseError, match="max_unlabelled_samples must be at least 1"):
+        apply_overrides(RunConfig(), {"data.max_unlabelled_samples": 0}).validate()
+
+
 @pytest.mark.parametrize("suffix", [".txt", ".csv", ".jsonl"])
 def test_a_file_of_texts(tmp_path, data_dir, suffix):
     texts = ["play some jazz please", "what is the weather in rome", "book a table for four"]

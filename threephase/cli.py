@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="threephase", description="3-Phase fine-tuning of Transformer text classifiers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce,experiment}")
     run = commands.add_parser("run", help="train one variant and write its run record", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}; with --data-dir, its subfolder if present")
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .reproduce import add_reproduce_parser
 
     add_reproduce_parser(commands)
+    from .experiment import add_experiment_parser
+
+    add_experiment_parser(commands)
     return parser
 
 
@@ -94,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "experiment":
+            from .experiment import experiment_command
+
+            return experiment_command(args)
         from .reproduce import reproduce_command
 
         return reproduce_command(args)

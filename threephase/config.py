@@ -48,6 +48,7 @@ class DataConfig:
     # Texts without labels for phase 1 (and Joint's DAE part): a .txt file (one text per line), a .csv / .jsonl
     # file with the text column, or "train": every training text left out of the labelled subset.
     unlabelled: str | None = None
+    max_unlabelled_samples: int | None = None  # a seeded sample of at most this many unlabelled texts
     train_per_class: int | None = None
     max_train_samples: int | None = None
     validation_per_class: int | None = None
@@ -190,6 +191,11 @@ class RunConfig:
             raise ThreePhaseError(
                 f"data.imbalance_factor must be at least 1 (the largest / smallest class ratio), got "
                 f"{self.data.imbalance_factor}; use null for the data's own proportions."
+            )
+        if self.data.max_unlabelled_samples is not None and self.data.max_unlabelled_samples < 1:
+            raise ThreePhaseError(
+                f"data.max_unlabelled_samples must be at least 1, got {self.data.max_unlabelled_samples}; use null "
+                "for every unlabelled text."
             )
         if not 0.0 < self.data.validation_fraction < 1.0:
             raise ThreePhaseError(

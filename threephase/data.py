@@ -107,12 +107,13 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
         for split in SPLITS
     })
     if config.unlabelled:
-        data["unlabelled"] = Dataset.from_dict({"text": unlabelled_texts(config, pool, set(frames["train"]["text"]))})
+        data["unlabelled"] = Dataset.from_dict({"text": unlabelled_texts(config, pool, set(frames["train"]["text"]), seed)})
     return data
 
 
-def unlabelled_texts(config: DataConfig, pool, labelled: set[str]) -> list[str]:
-    """The texts without labels that ``config.unlabelled`` names (see :class:`~threephase.config.DataConfig`)."""
+def unlabelled_texts(config: DataConfig, pool, labelled: set[str], seed: int = 0) -> list[str]:
+    """The texts without labels that ``config.unlabelled`` names (see :class:`~threephase.config.DataConfig`), a
+    ``seed``-ed sample of ``config.max_unlabelled_samples`` of them when that is set."""
     if config.unlabelled == "train":
         texts = [t for t in pool if t not in labelled]
     else:
@@ -137,6 +138,8 @@ def unlabelled_texts(config: DataConfig, pool, labelled: set[str]) -> list[str]:
     texts = [t for t in (str(t).strip() for t in texts) if t]
     if not texts:
         raise ThreePhaseError(f"data.unlabelled {config.unlabelled!r} holds no text: point it at a file of texts.")
+    if config.max_unlabelled_samples is not None and config.max_unlabelled_samples < len(texts):
+        texts = pd.Series(texts).sample(n=config.max_unlabelled_samples, random_state=seed).tolist()
     return texts
 
 

@@ -300,47 +300,73 @@ def add_reproduce_parser(commands) -> None:
                              "executed notebook (needs a clone of the repository and papermill)")
 
 
-def reproduce_command(args: argparse.Namespace) -> int:
-    """Run the grid, then write the aggregate tables; exit 2 if any run failed."""
-    from tqdm.auto import tqdm
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None or empty -> None (the default)."""
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
-    split = lambda text: [s.strip() for s in text.split(",") if s.strip()] if text else None  # noqa: E731
-    # Notebooks run in notebooks/ and workers may start elsewhere, so relative paths are made absolute here.
+
+def absolute_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Make ``$THREEPHASE_DATA_DIR`` and ``data.data_dir`` absolute: notebooks run in notebooks/ and workers may
+    start elsewhere."""
     if os.environ.get(DATA_DIR_ENV):
         os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).expanduser().resolve())
-    models = [str(Path(m).resolve()) if Path(m).expanduser().is_dir() else m for m in split(args.models) or []]
-    runs = grid(args.table, split(args.datasets), models or None, split(args.variants), args.seeds, args.preset)
-    overrides = parse_set_options(args.set)
     if overrides.get("data.data_dir"):
         overrides["data.data_dir"] = str(Path(overrides["data.data_dir"]).expanduser().resolve())
-    for dataset in {r["dataset"] for r in runs}:  # a dataset no run could load fails before any run
+    return overrides
+
+
+def check_grid(runs: list[dict[str, Any]], overrides: dict[str, Any], jobs: int = 1, notebooks: bool = False) -> None:
+    """Fail before any run when a dataset cannot be loaded, an override is bad, or the options cannot work."""
+    for dataset in {r["dataset"] for r in runs}:
         data_source(DataConfig(dataset=dataset, data_dir=overrides.get("data.data_dir")))
-    for dataset, model in {(r["dataset"], r["model"]) for r in runs}:  # a bad --set fails before any run
-        apply_overrides(preset_config(args.preset, dataset, model), overrides).validate()
-    if args.jobs < 1:
-        raise ThreePhaseError(f"--jobs {args.jobs}: run at least one process (--jobs 1 runs in this process).")
-    if args.notebooks:
+    for dataset, model, preset in {(r["dataset"], r["model"], r["preset"]) for r in runs}:
+        apply_overrides(preset_config(preset, dataset, model), overrides).validate()
+    if jobs < 1:
+        raise ThreePhaseError(f"--jobs {jobs}: run at least one process (--jobs 1 runs in this process).")
+    if notebooks:
         notebook_path()
-    out = Path(args.out or f"reproductions/table{args.table}")
-    parameters = {"device": args.device} if args.device else {}
+
+
+def run_grid(runs: list[dict[str, Any]], out: str | os.PathLike, overrides: dict[str, Any], *, desc: str,
+             device: str | None = None, overwrite: bool = False, notebooks: bool = False, jobs: int = 1) -> list[str]:
+    """Run (or skip, or resume) every cell with a progress bar; return one line per failed cell."""
+    from tqdm.auto import tqdm
+
+    parameters = {"device": device} if device else {}
     failed = []
-    with tqdm(total=len(runs), desc=f"Table {args.table}", unit="run") as bar:
-        for result in run_cells(runs, out, overrides, args.overwrite, parameters, args.notebooks, args.jobs):
+    with tqdm(total=len(runs), desc=desc, unit="run") as bar:
+        for result in run_cells(runs, out, overrides, overwrite, parameters, notebooks, jobs):
             bar.update()
             extra = f" in {result['seconds']:.0f} s" if "seconds" in result else ""
             tqdm.write(f"{result['status']:>7}  {result['name']}{extra}")
             if result["status"] == "failed":
                 failed.append(f"{result['name']} ({result['error'].splitlines()[0]}; see {result['log']})")
-    failure = ThreePhaseError(f"{len(failed)} run(s) failed: " + "; ".join(failed) +
-                              ". Fix the cause and rerun the same command: finished runs are skipped.")
+    return failed
+
+
+def failure(failed: list[str]) -> ThreePhaseError:
+    return ThreePhaseError(f"{len(failed)} run(s) failed: " + "; ".join(failed) +
+                           ". Fix the cause and rerun the same command: finished runs are skipped.")
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    """Run the grid, then write the aggregate tables; exit 2 if any run failed."""
+    overrides = absolute_paths(parse_set_options(args.set))
+    models = [str(Path(m).resolve()) if Path(m).expanduser().is_dir() else m for m in split_list(args.models) or []]
+    runs = grid(args.table, split_list(args.datasets), models or None, split_list(args.variants), args.seeds,
+                args.preset)
+    check_grid(runs, overrides, args.jobs, args.notebooks)
+    out = Path(args.out or f"reproductions/table{args.table}")
+    failed = run_grid(runs, out, overrides, desc=f"Table {args.table}", device=args.device, overwrite=args.overwrite,
+                      notebooks=args.notebooks, jobs=args.jobs)
     try:
         df = write_tables(out, args.table, out)
     except ThreePhaseError:
         if failed:  # no table because every run failed: say why they failed
-            raise failure from None
+            raise failure(failed) from None
         raise
     print(to_markdown(df))
     print(f"Wrote {out}/table{args.table}.md, .csv and .png")
     if failed:
-        raise failure
+        raise failure(failed)
     return 0

@@ -1,0 +1,100 @@
+"""The "When do the phases help?" experiment: its grid, its claim that the resize variants tie on balanced classes,
+and its smallest form end to end (what CI runs; the book's files come from the full command)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from threephase import ThreePhaseError
+from threephase.cli import main
+from threephase.config import CLConfig, ImbalanceConfig
+from threephase.experiment import SETTINGS, plan, summarize, to_markdown
+from threephase.phases import pair_dataset
+
+
+def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides():
+    grid = plan(seeds=5)
+    variants = {name: {c["variant"] for c in cells} for name, cells in grid.cells.items()}
+    assert variants["long-tail"] >= {"three-phase", "no-imb", "extra-imb", "ft", "logreg", "joint", "dae-ft", "cl-ft"}
+    assert not variants["few-shot"] & {"no-imb", "extra-imb"}
+    assert variants["unlabelled"] == {"three-phase", "joint", "dae-ft", "ft", "logreg"}
+    assert "setfit" in variants["few-shot"]  # the dev extra installs it
+    assert len(grid.cells["few-shot"]) == 3 * 7 * 5  # datasets × variants × seeds
+    assert grid.overrides["long-tail"]["data.imbalance_factor"] == 10
+    assert "data.train_per_class" not in grid.overrides["long-tail"]
+    assert grid.overrides["unlabelled"]["data.unlabelled"] == "train"
+    # The smallest form shrinks each setting's own draw and never adds another kind of draw to it.
+    small = plan(size="smallest", seeds=1, variants=["three-phase"])
+    assert small.overrides["few-shot"]["data.train_per_class"] == 3
+    assert "data.max_train_samples" not in small.overrides["few-shot"]
+    assert "data.train_per_class" not in small.overrides["long-tail"]
+    assert {c["variant"] for c in small.cells["few-shot"]} == {"three-phase", "ft"}
+
+
+def test_plan_names_an_unknown_setting_or_size():
+    with pytest.raises(ThreePhaseError, match="Unknown setting 'tail'"):
+        plan(settings=["tail"])
+    with pytest.raises(ThreePhaseError, match="Unknown size 'huge'"):
+        plan(size="huge")
+
+
+def test_on_balanced_classes_the_resize_variants_train_the_same_pairs():
+    """Why few-shot and unlabelled leave out extra-imb and no-imb: with equal classes they equal three-phase."""
+    texts = [f"text {i} of class {i % 4}" for i in range(40)]
+    labels = [i % 4 for i in range(40)]
+    cl = CLConfig(pair_multiplier=3)
+    three_phase, _ = pair_dataset(texts, labels, ImbalanceConfig(), cl, seed=1)
+    extra_imb, _ = pair_dataset(texts, labels, ImbalanceConfig(max_ratio=20.0), cl, seed=1)
+    no_imb, _ = pair_dataset(texts, labels, None, cl, seed=1)
+    assert three_phase.to_dict() == extra_imb.to_dict() == no_imb.to_dict()
+    # ...and on a long tail they differ, which is what the long-tail setting measures.
+    tail = [0] * 30 + [1] * 6 + [2] * 4
+    assert pair_dataset(texts, tail, ImbalanceConfig(), cl, seed=1)[0].to_dict() != \
+        pair_dataset(texts, tail, None, cl, seed=1)[0].to_dict()
+
+
+def test_table_marks_an_interval_that_excludes_zero():
+    rows = []
+    for seed, (ft, gain, noise) in enumerate([(80, 84, 79), (82, 85, 84), (81, 86, 80)]):
+        rows += [{"setting": "long-tail", "dataset": "snips2", "variant": v, "seed": seed, "accuracy": a}
+                 for v, a in (("ft", ft), ("three-phase", gain), ("no-imb", noise))]
+    from threephase.reproduce import aggregate
+
+    records = [{**r, "model": "m", "accuracy": r["accuracy"] / 100} for r in rows]
+    df = aggregate(records).drop(columns=["paper", "diff", "paper_setting"]).assign(setting="long-tail")
+    table = to_markdown(df)
+    three_phase = [line for line in table.splitlines() if line.startswith("| long-tail")][0]
+    cells = dict(zip(["3-Phase", "No Imb.", "FT"], three_phase.split("|")[3:6]))
+    assert "+4.0" in cells["3-Phase"] and "✱" in cells["3-Phase"]
+    assert "✱" not in cells["No Imb."] and "✱" not in cells["FT"]
+
+
+def test_smallest_form_end_to_end(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
+    out = tmp_path / "help"
+    # dae-ft and no-imb are the cheapest variants that show each setting's draw reaching phase 1 and phase 2.
+    args = ["experiment", "--size", "smallest", "--datasets", "sst2", "--seeds", "2",
+            "--variants", "dae-ft,no-imb,logreg", "--out", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    for suffix in ("md", "csv", "png"):
+        assert (out / f"phases_help.{suffix}").stat().st_size > 0
+    df = pd.read_csv(out / "phases_help.csv")
+    assert set(df["setting"]) == set(SETTINGS)
+    assert set(df[df["setting"] == "long-tail"]["variant"]) == {"dae-ft", "no-imb", "ft", "logreg"}
+    assert "no-imb" not in set(df[df["setting"] == "few-shot"]["variant"])
+    assert (df["n"] == 2).all() and {"vs_ft", "ci_low", "ci_high"} <= set(df.columns)
+    # Each setting's runs carry its own draw: the long tail, the unlabelled texts for phase 1.
+    tail = json.loads(next((out / "long-tail" / "runs").glob("*no-imb__seed0/metrics.json")).read_text())
+    assert max(tail["class_sizes"].values()) >= 2 * min(tail["class_sizes"].values())
+    unlabelled = json.loads(next((out / "unlabelled" / "runs").glob("*dae-ft__seed0/metrics.json")).read_text())
+    few_shot = json.loads(next((out / "few-shot" / "runs").glob("*dae-ft__seed0/metrics.json")).read_text())
+    assert unlabelled["phases"]["dae"]["examples"] == few_shot["phases"]["dae"]["examples"] + 16
+    # A second call skips every finished run and rewrites the same table.
+    table = (out / "phases_help.csv").read_text()
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert "skipped" in printed.out + printed.err and " ran " not in printed.out + printed.err
+    assert (out / "phases_help.csv").read_text() == table
+    assert summarize(out)["n"].sum() == len(df) * 2
