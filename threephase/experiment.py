@@ -1,16 +1,18 @@
 """When do the phases help? A CPU experiment over the settings in which the paper says phases 1 and 2 should help.
 
 ``python -m threephase experiment --out reproductions/phases-help`` runs, for each *setting*, every variant that
-the setting can tell apart, on sst2, ag_news and snips2 with the ``cpu`` preset at the sizes of :data:`SIZES`, over
-5 seeds, through the reproduction driver (:func:`threephase.reproduce.run_grid`). Then it writes one table: each
+the setting can tell apart, on the offline sst2, ag_news and snips2 (each setting on those where its question can be
+asked within about 2 hours on 2 CPU cores), with the ``cpu`` preset at the sizes of :data:`SIZES`, over 5 seeds, through the reproduction driver (:func:`threephase.reproduce.run_grid`). Then it writes one table: each
 variant's accuracy and its paired difference to ``ft`` (same data draw, same seed) with a 95% interval.
 
 The settings (:data:`SETTINGS`):
 
-* ``few-shot``: 8 labelled examples per class, balanced.
-* ``unlabelled``: the same labels, and phase 1 (and Joint's DAE part) also reads 256 unlabelled training texts.
+* ``few-shot``: 8 labelled examples per class, balanced (sst2, ag_news, snips2).
+* ``unlabelled``: the same labels, and phase 1 (and Joint's DAE part) also reads 256 unlabelled training texts
+  (sst2, ag_news: the datasets whose texts are longest).
 * ``long-tail``: a long-tailed training split (largest / smallest class ≈ 10) of 80 examples, so that the resize
-  (eq. 4-5) acts; ``no-imb`` is the same variant without the resize, ``extra-imb`` with a larger one.
+  (eq. 4-5) acts; ``no-imb`` is the same variant without the resize, ``extra-imb`` with a larger one (ag_news,
+  snips2: the datasets with more than two classes, so that the tail has a shape).
 
 On balanced classes the resize leaves every class as it is, so ``extra-imb`` and ``no-imb`` train exactly what
 ``three-phase`` trains (tested): they run in ``long-tail`` only. In ``unlabelled`` only the variants with a phase 1
@@ -31,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from .config import VARIANTS
+from .config import VARIANTS, parse_set_options
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL
 from .records import atomic_write_bytes, atomic_write_text
@@ -51,6 +53,7 @@ class Setting:
     overrides: dict[str, Any]
     variants: tuple[str, ...]
     question: str = ""
+    datasets: tuple[str, ...] = DATASETS  # where the setting's question can be asked within the CPU budget
 
 
 SETTINGS: dict[str, Setting] = {
@@ -59,12 +62,14 @@ SETTINGS: dict[str, Setting] = {
     "unlabelled": Setting(
         "few-shot + 256 unlabelled texts for phase 1",
         {"data.train_per_class": 8, "data.unlabelled": "train", "data.max_unlabelled_samples": 256},
-        WITH_PHASE1 + ("ft", "logreg"), "Does phase 1 gain from in-domain texts without labels?"),
+        WITH_PHASE1 + ("ft", "logreg"), "Does phase 1 gain from in-domain texts without labels?",
+        ("sst2", "ag_news")),
     "long-tail": Setting(
         "long-tailed (ρ = 10, 80 examples)",
         {"data.imbalance_factor": 10, "data.max_train_samples": 80, "data.min_per_class": 4},
         tuple(v for v in VARIANT_TITLES if v in VARIANTS and v != "setfit"),
-        "Does the resize before phase 2 help on imbalanced classes (three-phase vs no-imb vs extra-imb)?"),
+        "Does the resize before phase 2 help on imbalanced classes (three-phase vs no-imb vs extra-imb)?",
+        ("ag_news", "snips2")),
 }
 
 # The experiment's sizes atop the cpu preset: small enough for ~2 hours on 2 cores over the whole grid.
@@ -110,7 +115,7 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
                                         "data.min_per_class") and k not in setting.overrides)}
         result.overrides[name] = absolute_paths({**setting.overrides, **size_overrides, **(extra or {})})
         result.cells[name] = [{"dataset": d, "model": model, "variant": v, "seed": s, "preset": "cpu"}
-                              for d in datasets or DATASETS for v in chosen for s in parse_seeds(seeds)]
+                              for d in datasets or setting.datasets for v in chosen for s in parse_seeds(seeds)]
     return result
 
 
@@ -202,8 +207,9 @@ output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out
 rerun:     the same command skips finished runs and resumes killed ones
 
 examples:
-  python -m threephase experiment --out reproductions/phases-help --jobs 2        # the book's run, ~2 h on 2 cores
-  python -m threephase experiment --size smallest --datasets snips2 --seeds 2     # a minute: what CI runs
+  python -m threephase experiment --out reproductions/phases-help                 # the book's run, ~2 h on 2 cores
+  python -m threephase experiment --size smallest --datasets sst2 --seeds 2       # minutes: what CI runs
+  python -m threephase experiment --settings few-shot --set data.train_per_class=32 --out reproductions/fs32
 """
 
 
@@ -217,6 +223,8 @@ def add_experiment_parser(commands) -> None:
     parser.add_argument("--size", default="full", choices=tuple(SIZES), help="full (the book's) or smallest (CI's)")
     parser.add_argument("--model", default=CPU_MODEL, help="the body (default: all-MiniLM-L6-v2)")
     parser.add_argument("--out", default="reproductions/phases-help", help="output folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting in every run, after the setting's own (repeatable)")
     parser.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="rerun runs that already have results.json")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cells at once, each in its own process")
@@ -224,7 +232,8 @@ def add_experiment_parser(commands) -> None:
 
 def experiment_command(args: argparse.Namespace) -> int:
     settings = split_list(args.settings)
-    grid = plan(settings, split_list(args.datasets), args.seeds, args.size, split_list(args.variants), args.model)
+    grid = plan(settings, split_list(args.datasets), args.seeds, args.size, split_list(args.variants), args.model,
+                parse_set_options(args.set))
     for name, cells in grid.cells.items():
         check_grid(cells, grid.overrides[name], args.jobs)
     failed = []
