@@ -21,9 +21,13 @@ def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides():
     assert variants["unlabelled"] == {"three-phase", "joint", "dae-ft", "ft", "logreg"}
     assert "setfit" in variants["few-shot"]  # the dev extra installs it
     assert len(grid.cells["few-shot"]) == 3 * 7 * 5  # datasets × variants × seeds
+    assert {c["dataset"] for c in grid.cells["long-tail"]} == {"snips2"}
     assert grid.overrides["long-tail"]["data.imbalance_factor"] == 10
     assert "data.train_per_class" not in grid.overrides["long-tail"]
     assert grid.overrides["unlabelled"]["data.unlabelled"] == "train"
+    # A setting's own choice beats the size's budget (one pass over many texts, four over a few).
+    assert grid.overrides["unlabelled"]["dae.num_train_epochs"] == 1
+    assert grid.overrides["few-shot"]["dae.num_train_epochs"] == 4
     # The smallest form shrinks each setting's own draw and never adds another kind of draw to it.
     small = plan(size="smallest", seeds=1, variants=["three-phase"])
     assert small.overrides["few-shot"]["data.train_per_class"] == 3

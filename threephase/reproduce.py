@@ -187,14 +187,22 @@ def to_wide(df: pd.DataFrame) -> pd.DataFrame:
     return wide[[f"{v} {s}" for v in variants for s in stats_of(v)]].astype(float).round(2).reset_index()
 
 
+def variant_columns(df: pd.DataFrame, keys: list[str], cell) -> list[str]:
+    """Markdown table lines: one row per group of ``keys``, one column per variant (in the paper's order), each
+    cell ``cell(row)``, empty where the group has no such variant."""
+    variants = [v for v in VARIANT_TITLES if v in set(df["variant"])]
+    lines = ["| " + " | ".join(keys) + " | " + " | ".join(VARIANT_TITLES[v] for v in variants) + " |",
+             "| " + " | ".join("---" for _ in keys + variants) + " |"]
+    for group_keys, group in df.groupby(keys, sort=False):
+        cells = {row["variant"]: cell(row) for _, row in group.iterrows()}
+        lines.append("| " + " | ".join(map(str, group_keys)) + " | " + " | ".join(cells.get(v, "") for v in variants)
+                     + " |")
+    return lines
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     """A Markdown table laid out like the paper's: one row per (dataset, model), one column per variant."""
-    variants = [v for v in VARIANT_TITLES if v in set(df["variant"])]
-    lines = ["| dataset | model | " + " | ".join(VARIANT_TITLES[v] for v in variants) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in variants) + " |"]
-    for (dataset, model), group in df.groupby(["dataset", "model"], sort=False):
-        cells = {row["variant"]: _cell(row) for _, row in group.iterrows()}
-        lines.append(f"| {dataset} | {model} | " + " | ".join(cells.get(v, "") for v in variants) + " |")
+    lines = variant_columns(df, ["dataset", "model"], _cell)
     seeds = ", ".join(sorted(set(df["seeds"]))) if len(df) else "none"
     table = df.attrs.get("table", "")
     lines += ["", f"Accuracy (%) on the test split, mean ± std over seeds ({seeds}); paper = the paper's Table "
