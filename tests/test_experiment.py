@@ -33,6 +33,7 @@ def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides():
     assert small.overrides["few-shot"]["data.train_per_class"] == 3
     assert "data.max_train_samples" not in small.overrides["few-shot"]
     assert "data.train_per_class" not in small.overrides["long-tail"]
+    assert small.overrides["long-tail"]["ft.num_train_epochs"] == 1  # it caps the setting's own budget too
     assert {c["variant"] for c in small.cells["few-shot"]} == {"three-phase", "ft"}
     # --set comes last: it overrides the setting's own draw.
     assert plan(settings=["few-shot"], seeds=1, extra={"data.train_per_class": 32}).overrides["few-shot"][

@@ -88,7 +88,8 @@ SIZES: dict[str, dict[str, Any]] = {
     # The smallest form, which CI runs: it proves the grid, the aggregation and the files, not any result.
     "smallest": {"max_seq_length": 24, "logging_steps": 50, "data.max_validation_samples": 16,
                  "data.max_test_samples": 32, "data.max_unlabelled_samples": 16, "data.max_train_samples": 24,
-                 "data.train_per_class": 3, "data.min_per_class": 2, "ft.num_train_epochs": 1, "ft.min_epochs": 1},
+                 "data.train_per_class": 3, "data.min_per_class": 2, "dae.num_train_epochs": 1, "cl.pair_multiplier": 1,
+                 "ft.num_train_epochs": 1, "ft.min_epochs": 1},
 }
 
 
@@ -117,11 +118,12 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
             chosen.remove("setfit")
         if "ft" not in chosen:  # every difference is measured against ft
             chosen.append("ft")
-        # The setting's own choices beat the size's budget, but the size's draw caps beat the setting's draw (that is
-        # how the smallest form shrinks it), applied only where the setting draws that way.
+        # In the full size the setting's own choices beat the size's budget; the smallest form caps everything. A
+        # size's draw caps apply only where the setting draws that way (per class, or a proportional total).
         budget = {k: v for k, v in SIZES[size].items() if k not in DRAW_KEYS}
         draws = {k: v for k, v in SIZES[size].items() if k in DRAW_KEYS and k in setting.overrides}
-        result.overrides[name] = absolute_paths({**budget, **setting.overrides, **draws, **(extra or {})})
+        ordered = {**setting.overrides, **budget} if size == "smallest" else {**budget, **setting.overrides}
+        result.overrides[name] = absolute_paths({**ordered, **draws, **(extra or {})})
         result.cells[name] = [{"dataset": d, "model": model, "variant": v, "seed": s, "preset": "cpu"}
                               for d in datasets or setting.datasets for v in chosen for s in parse_seeds(seeds)]
     return result
