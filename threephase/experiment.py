@@ -159,7 +159,9 @@ def to_markdown(df: pd.DataFrame) -> str:
     lines += ["", f"Test accuracy (%), mean over seeds ({seeds}). In brackets: the mean over seeds of (variant − FT) "
               "on the same seed and data draw, in points, with its 95% Student-t interval; ✱ marks an interval that "
               "excludes 0 (a gain, or a loss, that seed-to-seed variation does not explain). An empty cell: the "
-              "setting does not run that variant."]
+              "setting does not run that variant.", ""]
+    lines += [f"- `{name}`: {SETTINGS[name].title}. {SETTINGS[name].question}"
+              for name in dict.fromkeys(df["setting"]) if name in SETTINGS]
     return "\n".join(lines) + "\n"
 
 
