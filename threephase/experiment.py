@@ -39,7 +39,7 @@ from .config import VARIANTS, parse_set_options
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL
 from .records import atomic_write_bytes, atomic_write_text
-from .reproduce import (VARIANT_TITLES, absolute_paths, aggregate, check_grid, failure, parse_seeds,
+from .reproduce import (VARIANT_TITLES, absolute_paths, aggregate, check_grid, parse_seeds, report,
                         run_grid, split_list, variant_columns)
 
 logger = logging.getLogger(__name__)
@@ -247,14 +247,5 @@ def experiment_command(args: argparse.Namespace) -> int:
     for name, cells in grid.cells.items():
         failed += run_grid(cells, Path(args.out) / name, grid.overrides[name], desc=name, device=args.device,
                            overwrite=args.overwrite, jobs=args.jobs)
-    try:
-        df = write_summary(args.out, settings)
-    except ThreePhaseError:
-        if failed:
-            raise failure(failed) from None
-        raise
-    print(to_markdown(df))
-    print(f"Wrote {args.out}/phases_help.md, .csv and .png")
-    if failed:
-        raise failure(failed)
-    return 0
+    return report(failed, lambda: write_summary(args.out, settings), to_markdown,
+                  f"{args.out}/phases_help.md, .csv and .png")

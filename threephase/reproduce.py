@@ -357,6 +357,22 @@ def failure(failed: list[str]) -> ThreePhaseError:
                            ". Fix the cause and rerun the same command: finished runs are skipped.")
 
 
+def report(failed: list[str], write, markdown, written: str) -> int:
+    """Write the tables (``write()`` returns their frame), print them as ``markdown(frame)``, then raise the
+    failures if any; when no run finished at all, the failures are the error."""
+    try:
+        df = write()
+    except ThreePhaseError:
+        if failed:  # no table because every run failed: say why they failed
+            raise failure(failed) from None
+        raise
+    print(markdown(df))
+    print(f"Wrote {written}")
+    if failed:
+        raise failure(failed)
+    return 0
+
+
 def reproduce_command(args: argparse.Namespace) -> int:
     """Run the grid, then write the aggregate tables; exit 2 if any run failed."""
     overrides = absolute_paths(parse_set_options(args.set))
@@ -367,14 +383,5 @@ def reproduce_command(args: argparse.Namespace) -> int:
     out = Path(args.out or f"reproductions/table{args.table}")
     failed = run_grid(runs, out, overrides, desc=f"Table {args.table}", device=args.device, overwrite=args.overwrite,
                       notebooks=args.notebooks, jobs=args.jobs)
-    try:
-        df = write_tables(out, args.table, out)
-    except ThreePhaseError:
-        if failed:  # no table because every run failed: say why they failed
-            raise failure(failed) from None
-        raise
-    print(to_markdown(df))
-    print(f"Wrote {out}/table{args.table}.md, .csv and .png")
-    if failed:
-        raise failure(failed)
-    return 0
+    return report(failed, lambda: write_tables(out, args.table, out), to_markdown,
+                  f"{out}/table{args.table}.md, .csv and .png")
