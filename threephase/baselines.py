@@ -12,6 +12,7 @@ release for transformers 5).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Sequence
@@ -28,10 +29,12 @@ from sklearn.linear_model import LogisticRegression
 from transformers.utils import logging as hf_logging
 
 from .classifier import MLPHead, ThreePhaseClassifier
-from .config import CLConfig
+from .config import CLConfig, RunConfig
 from .errors import ThreePhaseError
 from .pairs import num_pairs_for
 from .training import training_arguments
+
+logger = logging.getLogger(__name__)
 
 SETFIT_MIN_VERSION = "1.2"
 INSTALL_BASELINES = 'pip install "threephase[baselines]"'
@@ -83,6 +86,24 @@ def require_setfit() -> ModuleType:
             f"{setfit.__version__}. Upgrade it: {INSTALL_BASELINES} --upgrade"
         )
     return setfit
+
+
+def require_extras(variant: str) -> None:
+    """Raise the install advice when ``variant`` is a baseline whose optional package is missing (``setfit``)."""
+    if variant == "setfit":
+        require_setfit()
+
+
+def train_baseline(config: RunConfig, body: SentenceTransformer,
+                   train_data: Dataset) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+    """Train the baseline that ``config.variant`` names (``logreg`` or ``setfit``) on ``body`` and the training
+    split; return the classifier and the report that the run record keeps under the variant's name."""
+    if config.variant == "setfit":
+        logger.info("Baseline: SetFit (contrastive pairs, then a logistic regression on the tuned body)")
+        return train_setfit(body, train_data, config.cl, seed=config.seed, device=config.device,
+                            logging_steps=config.logging_steps)
+    logger.info("Baseline: logistic regression on the frozen body's embeddings")
+    return train_logreg(body, train_data, seed=config.seed)
 
 
 def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: float) -> int:

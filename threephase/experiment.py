@@ -25,7 +25,6 @@ change; ``ft`` and ``logreg`` run there again as its paired reference (they repe
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import logging
 import os
@@ -35,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from .baselines import require_extras
 from .config import VARIANTS, parse_set_options
 from .errors import ThreePhaseError
 from .presets import CPU_MODEL
@@ -112,10 +112,12 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
             raise ThreePhaseError(f"Unknown setting {name!r}. Choose one of: {', '.join(SETTINGS)}.")
         setting = SETTINGS[name]
         chosen = [v for v in setting.variants if variants is None or v in variants]
-        if "setfit" in chosen and importlib.util.find_spec("setfit") is None:
-            logger.warning("%s: leaving out setfit, whose extra is not installed (pip install 'threephase[baselines]').",
-                           name)
-            chosen.remove("setfit")
+        if "setfit" in chosen:
+            try:
+                require_extras("setfit")
+            except ThreePhaseError as missing:
+                logger.warning("%s: leaving out setfit. %s", name, missing)
+                chosen.remove("setfit")
         if "ft" not in chosen:  # every difference is measured against ft
             chosen.append("ft")
         # In the full size the setting's own choices beat the size's budget; the smallest form caps everything. A

@@ -20,7 +20,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
-from .baselines import require_setfit, train_logreg, train_setfit
+from .baselines import require_extras, train_baseline
 from .classifier import ThreePhaseClassifier
 from .config import RunConfig, changed_settings
 from .data import class_sizes, data_fingerprint, load_data, sizes_before_subset
@@ -155,14 +155,8 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
         if name in folders and is_main_process():
             _keep_phase(body, phases[name], folders[name])
         barrier()
-    if config.variant == "setfit":
-        logger.info("Baseline: SetFit (contrastive pairs, then a logistic regression on the tuned body)")
-        classifier, phases["setfit"] = train_setfit(body, data["train"], config.cl, seed=config.seed,
-                                                    device=config.device, logging_steps=config.logging_steps)
-        return classifier, phases
     if variant.baseline:
-        logger.info("Baseline: logistic regression on the frozen body's embeddings")
-        classifier, phases["logreg"] = train_logreg(body, data["train"], seed=config.seed)
+        classifier, phases[config.variant] = train_baseline(config, body, data["train"])
         return classifier, phases
     logger.info("Phase 3: FT")
     classifier, phases["ft"] = train_ft(body, data["train"], data["validation"], config.ft, **where("ft"))
@@ -229,8 +223,7 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     >>> result.metrics["accuracy"], result.classifier("play some jazz")  # doctest: +SKIP
     """
     config.validate()
-    if config.variant == "setfit":
-        require_setfit()  # before any data, model or folder: the missing extra is the first thing to fix
+    require_extras(config.variant)  # before any data, model or folder: a missing extra is the first thing to fix
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
         finished = _check_output(config, output, overwrite, resume)
