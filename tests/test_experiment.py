@@ -13,7 +13,8 @@ from threephase.experiment import SETTINGS, plan, summarize, to_markdown
 from threephase.phases import pair_dataset
 
 
-def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides():
+def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides(data_dir, monkeypatch):
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
     grid = plan(seeds=5)
     variants = {name: {c["variant"] for c in cells} for name, cells in grid.cells.items()}
     assert variants["long-tail"] >= {"three-phase", "no-imb", "extra-imb", "ft", "logreg", "joint", "dae-ft", "cl-ft"}
@@ -28,6 +29,16 @@ def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides():
     # A setting's own choice beats the size's budget (one pass over many texts, four over a few).
     assert grid.overrides["unlabelled"]["dae.num_train_epochs"] == 1
     assert grid.overrides["few-shot"]["dae.num_train_epochs"] == 4
+    # Few-shot selection reads no more labels than training does, for every method.
+    assert grid.overrides["few-shot"]["data.validation_per_class"] == grid.overrides["few-shot"]["data.train_per_class"]
+    # Phase 3 is the cpu preset's for every variant: no setting or size changes it.
+    assert not any(k.startswith("ft.") for o in grid.overrides.values() for k in o)
+    # The resize comparisons at equal steps: every variant of the setting draws the named variant's pair count.
+    many = grid.dataset_overrides["long-tail-many-pairs"]["snips2"]["cl.num_pairs"]
+    few = grid.dataset_overrides["long-tail-few-pairs"]["snips2"]["cl.num_pairs"]
+    assert many > few > 0
+    assert {c["variant"] for c in grid.cells["long-tail-many-pairs"]} == {"three-phase", "extra-imb", "no-imb", "ft"}
+    assert all(o["cl.num_pairs"] == many for o, _ in grid.groups("long-tail-many-pairs"))
     # The smallest form shrinks each setting's own draw and never adds another kind of draw to it.
     small = plan(size="smallest", seeds=1, variants=["three-phase"])
     assert small.overrides["few-shot"]["data.train_per_class"] == 3
@@ -47,6 +58,25 @@ def test_plan_names_an_unknown_setting_or_size():
         plan(size="huge")
 
 
+def test_pair_count_is_what_phase_2_draws(data_dir, monkeypatch):
+    from threephase.data import load_data
+    from threephase.experiment import LONG_TAIL, pair_count
+
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
+    overrides = {**LONG_TAIL, "data.max_validation_samples": 48, "data.max_test_samples": 300}
+    data = load_data(dataset="snips2", imbalance_factor=10, max_train_samples=80, min_per_class=4,
+                     max_validation_samples=48, max_test_samples=300)
+    texts, labels = data["train"]["text"], data["train"]["label"]
+    cl = CLConfig(pair_multiplier=LONG_TAIL["cl.pair_multiplier"])
+    for variant, imbalance in (("extra-imb", ImbalanceConfig(max_ratio=20.0)), ("no-imb", None),
+                               ("three-phase", ImbalanceConfig())):
+        _, info = pair_dataset(texts, labels, imbalance, cl, seed=0)
+        assert pair_count("snips2", "sentence-transformers/all-MiniLM-L6-v2", variant, overrides) == info["num_pairs"]
+    # cl.num_pairs then gives another resize that count.
+    _, info = pair_dataset(texts, labels, None, CLConfig(num_pairs=500), seed=0)
+    assert info["num_pairs"] == 500
+
+
 def test_on_balanced_classes_the_resize_variants_train_the_same_pairs():
     """Why few-shot and unlabelled leave out extra-imb and no-imb: with equal classes they equal three-phase."""
     texts = [f"text {i} of class {i % 4}" for i in range(40)]
@@ -62,20 +92,30 @@ def test_on_balanced_classes_the_resize_variants_train_the_same_pairs():
         pair_dataset(texts, tail, None, cl, seed=1)[0].to_dict()
 
 
-def test_table_marks_an_interval_that_excludes_zero():
-    rows = []
-    for seed, (ft, gain, noise) in enumerate([(80, 84, 79), (82, 85, 84), (81, 86, 80)]):
-        rows += [{"setting": "long-tail", "dataset": "snips2", "variant": v, "seed": seed, "accuracy": a}
-                 for v, a in (("ft", ft), ("three-phase", gain), ("no-imb", noise))]
-    from threephase.reproduce import aggregate
+def test_table_marks_only_what_survives_holm_and_counts_the_intervals(tmp_path):
+    from threephase.experiment import comparisons
 
-    records = [{**r, "model": "m", "accuracy": r["accuracy"] / 100} for r in rows]
-    df = aggregate(records).drop(columns=["paper", "diff", "paper_setting"]).assign(setting="long-tail")
+    def record(variant, seed, accuracy):
+        return {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed, "accuracy": accuracy / 100,
+                "macro_f1": accuracy / 100}
+
+    gains = [(80, 84, 79), (82, 86.2, 84), (81, 85, 80), (80, 84.1, 81), (83, 87, 82)]
+    for seed, (ft, gain, noise) in enumerate(gains):
+        for variant, accuracy in (("ft", ft), ("three-phase", gain), ("no-imb", noise)):
+            folder = tmp_path / "long-tail" / "runs" / f"{variant}{seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps(record(variant, seed, accuracy)))
+    df = summarize(tmp_path, settings=["long-tail"])
+    assert comparisons(df) == {f"{m}_{k}": v for m in ("accuracy", "macro_f1")
+                               for k, v in (("intervals", 2), ("uncorrected", 1), ("holm", 1))}
     table = to_markdown(df)
-    three_phase = [line for line in table.splitlines() if line.startswith("| long-tail")][0]
-    cells = dict(zip(["3-Phase", "No Imb.", "FT"], three_phase.split("|")[3:6]))
-    assert "+4.0" in cells["3-Phase"] and "✱" in cells["3-Phase"]
-    assert "✱" not in cells["No Imb."] and "✱" not in cells["FT"]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "+4.1" in rows["3-Phase"] and "✱" in rows["3-Phase"]
+    assert "✱" not in rows["No Imb."] and "✱" not in rows["FT"]
+    assert "2 such intervals" in table and "Holm" in table
+    # Holm multiplies the smallest of m p-values by m: a lone p just under 0.05 does not survive two comparisons.
+    assert df.loc[df["variant"] == "three-phase", "accuracy_p_holm"].item() == pytest.approx(
+        2 * df.loc[df["variant"] == "three-phase", "accuracy_p_value"].item())
 
 
 def test_smallest_form_end_to_end(tmp_path, data_dir, monkeypatch, capsys):
@@ -92,7 +132,9 @@ def test_smallest_form_end_to_end(tmp_path, data_dir, monkeypatch, capsys):
     assert set(df["setting"]) == {"unlabelled", "long-tail"}
     assert set(df[df["setting"] == "long-tail"]["variant"]) == {"dae-ft", "no-imb", "ft", "logreg"}
     assert set(df[df["setting"] == "unlabelled"]["variant"]) == {"dae-ft", "ft", "logreg"}
-    assert (df["n"] == 2).all() and {"vs_ft", "ci_low", "ci_high"} <= set(df.columns)
+    assert (df["n"] == 2).all()
+    assert {f"{m}_{c}" for m in ("accuracy", "macro_f1") for c in ("vs_ft", "ci_low", "ci_high", "p_holm")} <= set(
+        df.columns)
     # Each setting's runs carry its own draw: the long tail, the unlabelled texts for phase 1.
     tail = json.loads(next((out / "long-tail" / "runs").glob("*no-imb__seed0/metrics.json")).read_text())
     assert max(tail["class_sizes"].values()) >= 2 * min(tail["class_sizes"].values())

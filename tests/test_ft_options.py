@@ -66,8 +66,27 @@ def test_logreg_head_reproduces_the_regression_on_two_classes():
     data = Dataset.from_dict({"text": texts, "label": [1, 1, 1, 0, 0, 0]},
                              features=Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])}))
     body = load_body(packaged_model_path())
-    classifier, report = train_logreg(body, data, seed=0)
+    classifier, report = train_logreg(body, data, data, seed=0)
     vectors = body.encode(texts, convert_to_numpy=True)
-    reference = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=0).fit(vectors, data["label"])
+    reference = LogisticRegression(C=report["C"], class_weight="balanced", max_iter=2000,
+                                   random_state=0).fit(vectors, data["label"])
     assert np.allclose(classifier.predict_proba(texts), reference.predict_proba(vectors), atol=1e-5)
     assert report["train_accuracy"] == 1.0
+
+
+def test_baseline_regression_chooses_its_C_on_validation_only():
+    import numpy as np
+
+    from threephase.baselines import C_GRID, regression_on_validation
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(40, 5))
+    train_labels = (train[:, 0] > 0).astype(int)
+    validation = rng.normal(size=(30, 5))
+    # Validation labels that a strongly regularised model (all one class) fits best: C must follow validation.
+    flipped = (validation[:, 0] < 0).astype(int)
+    model, report = regression_on_validation(train, train_labels, validation, flipped)
+    assert report["C"] in C_GRID and set(report["validation_by_C"]) == {str(c) for c in C_GRID}
+    assert report["validation_macro_f1"] == max(report["validation_by_C"].values())
+    _, same = regression_on_validation(train, train_labels, validation, (validation[:, 0] > 0).astype(int))
+    assert same["validation_macro_f1"] > report["validation_macro_f1"]

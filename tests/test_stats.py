@@ -39,3 +39,19 @@ def test_only_shared_seeds_are_paired():
                                          "accuracy": 0.85}]
     row = paired_differences(runs).iloc[0]
     assert row["pairs"] == 1 and row["diff"] == pytest.approx(5.0) and math.isnan(row["ci_low"]) and row["covers_zero"]
+
+
+def test_holm_matches_the_textbook_example():
+    from threephase.stats import holm
+
+    # Four p-values: 0.01 x 4 = 0.04, 0.02 x 3 = 0.06, 0.03 x 2 = 0.06 (kept monotone), 0.04 x 1 = 0.04 -> 0.06.
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, float("nan")])[0] == 0.5
+
+
+def test_paired_p_value_agrees_with_the_interval():
+    from threephase.stats import mean_interval, paired_p_value
+
+    clear, noisy = [2.0, 2.5, 3.0, 2.2], [2.0, -2.5, 3.0, -2.2]
+    assert paired_p_value(clear) < 0.05 and mean_interval(clear)[1] > 0
+    assert paired_p_value(noisy) > 0.05 and mean_interval(noisy)[1] < 0

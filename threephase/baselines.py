@@ -26,6 +26,7 @@ from datasets import Dataset
 from packaging.version import Version
 from sentence_transformers import SentenceTransformer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
 from transformers.utils import logging as hf_logging
 
 from .classifier import MLPHead, ThreePhaseClassifier
@@ -60,15 +61,40 @@ def regression_classifier(body: SentenceTransformer, regression: LogisticRegress
     return ThreePhaseClassifier(body, head.eval(), label_names), report
 
 
-def train_logreg(body: SentenceTransformer, train_data: Dataset, *, seed: int = 42,
+# The inverse regularisation strengths a baseline's regression chooses from on validation, as phase 3 chooses its
+# epoch there: every method then reads the same labelled examples for training and for selection.
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def regression_on_validation(vectors: np.ndarray, labels: Sequence[int], validation_vectors: np.ndarray,
+                             validation_labels: Sequence[int], *, seed: int = 42,
+                             class_weight: str | None = None) -> tuple[LogisticRegression, dict[str, Any]]:
+    """A logistic regression fitted on the training vectors for each C of :data:`C_GRID`; the one with the best
+    validation macro-F1 (then accuracy; then the smaller C) is kept, with the validation scores of every C."""
+    scored = []
+    for c in C_GRID:
+        model = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000, random_state=seed)
+        predictions = model.fit(vectors, np.asarray(labels)).predict(validation_vectors)
+        scored.append(((f1_score(validation_labels, predictions, average="macro", zero_division=0),
+                        accuracy_score(validation_labels, predictions), -c), model))
+    (f1, accuracy, minus_c), best = max(scored, key=lambda item: item[0])
+    return best, {"C": -minus_c, "validation_macro_f1": float(f1), "validation_accuracy": float(accuracy),
+                  "validation_by_C": {str(-key[2]): float(key[0]) for key, _ in scored}}
+
+
+def train_logreg(body: SentenceTransformer, train_data: Dataset, validation: Dataset, *, seed: int = 42,
                  batch_size: int = 64) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
-    """Fit ``LogisticRegression(class_weight="balanced")`` on the body's embeddings of the training texts."""
+    """Fit ``LogisticRegression(class_weight="balanced")`` on the body's embeddings of the training texts, its C
+    chosen on validation (:func:`regression_on_validation`)."""
     start = time.perf_counter()
-    vectors = body.encode(list(train_data["text"]), batch_size=batch_size, convert_to_numpy=True)
+    texts = list(train_data["text"])
+    encoded = body.encode(texts + list(validation["text"]), batch_size=batch_size, convert_to_numpy=True)
+    vectors, validation_vectors = encoded[:len(texts)], encoded[len(texts):]
     labels = np.asarray(train_data["label"])
-    model = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed).fit(vectors, labels)
+    model, selection = regression_on_validation(vectors, labels, validation_vectors, validation["label"], seed=seed,
+                                                class_weight="balanced")
     classifier, report = regression_classifier(body, model, vectors, labels, train_data.features["label"].names)
-    return classifier, {"wall_time_s": time.perf_counter() - start, **report}
+    return classifier, {"wall_time_s": time.perf_counter() - start, **report, **selection}
 
 
 def require_setfit() -> ModuleType:
@@ -94,16 +120,17 @@ def require_extras(variant: str) -> None:
         require_setfit()
 
 
-def train_baseline(config: RunConfig, body: SentenceTransformer,
-                   train_data: Dataset) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+def train_baseline(config: RunConfig, body: SentenceTransformer, train_data: Dataset,
+                   validation: Dataset) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """Train the baseline that ``config.variant`` names (``logreg`` or ``setfit``) on ``body`` and the training
-    split; return the classifier and the report that the run record keeps under the variant's name."""
+    split, choosing its regression's C on ``validation``; return the classifier and the report that the run record
+    keeps under the variant's name."""
     if config.variant == "setfit":
         logger.info("Baseline: SetFit (contrastive pairs, then a logistic regression on the tuned body)")
-        return train_setfit(body, train_data, config.cl, seed=config.seed, device=config.device,
+        return train_setfit(body, train_data, validation, config.cl, seed=config.seed, device=config.device,
                             logging_steps=config.logging_steps)
     logger.info("Baseline: logistic regression on the frozen body's embeddings")
-    return train_logreg(body, train_data, seed=config.seed)
+    return train_logreg(body, train_data, validation, seed=config.seed)
 
 
 def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: float) -> int:
@@ -114,11 +141,13 @@ def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: floa
     return max(1, round(num_pairs_for(num_examples, num_classes, pair_multiplier) / (2 * num_examples)))
 
 
-def train_setfit(body: SentenceTransformer, train_data: Dataset, config: CLConfig, *, seed: int = 42,
+def train_setfit(body: SentenceTransformer, train_data: Dataset, validation: Dataset, config: CLConfig, *,
+                 seed: int = 42,
                  device: str | None = None, logging_steps: int = 10) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """SetFit with its defaults, through its own ``Trainer``: one epoch of ``CosineSimilarityLoss`` on pairs of
     training texts (score 1 for the same class, 0 otherwise), then ``LogisticRegression()`` on the tuned body's
-    embeddings, the body frozen. ``body`` is tuned in place and becomes the classifier's body.
+    embeddings, the body frozen, its C chosen on ``validation`` as ``logreg``'s (:func:`regression_on_validation`).
+    ``body`` is tuned in place and becomes the classifier's body.
 
     Our settings map onto SetFit's ``TrainingArguments`` as follows (phase 2's, so that ``setfit`` and ``cl-ft``
     differ in the method, not the budget):
@@ -168,10 +197,12 @@ def train_setfit(body: SentenceTransformer, train_data: Dataset, config: CLConfi
     state = trainer.st_trainer.state
     history = [{"step": e["step"], "epoch": e["epoch"], "loss": e["embedding_loss"],
                 "learning_rate": e["learning_rate"]} for e in state.log_history if "embedding_loss" in e]
-    vectors = body.encode(texts, batch_size=64, convert_to_numpy=True)
-    classifier, report = regression_classifier(body, model.model_head, vectors, labels, label_names)
+    encoded = body.encode(texts + list(validation["text"]), batch_size=64, convert_to_numpy=True)
+    vectors = encoded[:len(texts)]
+    head, selection = regression_on_validation(vectors, labels, encoded[len(texts):], validation["label"], seed=seed)
+    classifier, report = regression_classifier(body, head, vectors, labels, label_names)
     return classifier, {
-        "wall_time_s": time.perf_counter() - start, **report, "num_iterations": num_iterations,
+        "wall_time_s": time.perf_counter() - start, **report, **selection, "num_iterations": num_iterations,
         "num_pairs": len(trainer.st_trainer.train_dataset), "steps": state.global_step, "loss_history": history,
         "setfit_version": setfit.__version__,
     }

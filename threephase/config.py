@@ -88,11 +88,13 @@ class ImbalanceConfig:
 class CLConfig:
     """Phase 2: Siamese cosine-similarity loss on class pairs, one epoch over the pairs.
 
-    Pairs = ``pair_multiplier`` × ⌊log2 K⌋ × resized examples (the paper's "CL epochs").
+    Pairs = ``pair_multiplier`` × ⌊log2 K⌋ × resized examples (the paper's "CL epochs"), unless ``num_pairs`` sets
+    the count itself: variants that resize differently then train the same number of steps.
     """
 
     learning_rate: float = 1e-5
     pair_multiplier: float = 12
+    num_pairs: int | None = None
     per_device_train_batch_size: int = 32
     balance_scores: bool = False
     warmup_ratio: float = 0.1
@@ -219,6 +221,10 @@ class RunConfig:
                     f"{name} must be a JSON object of TrainingArguments settings, e.g. "
                     f"--set '{name}={{\"gradient_accumulation_steps\": 2}}'."
                 )
+        if self.cl.num_pairs is not None and self.cl.num_pairs < 1:
+            raise ThreePhaseError(
+                f"cl.num_pairs must be at least 1, got {self.cl.num_pairs}; use null for pair_multiplier's count."
+            )
         if self.save_steps < 0:
             raise ThreePhaseError(f"save_steps must be 0 (no checkpoints inside a phase) or positive, got {self.save_steps}.")
         gpu = re.fullmatch(r"cuda:(\d+)", self.device or "")

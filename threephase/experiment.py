@@ -35,12 +35,15 @@ from typing import Any
 import pandas as pd
 
 from .baselines import require_extras
-from .config import VARIANTS, parse_set_options
+from .config import VARIANTS, apply_overrides, parse_set_options
 from .errors import ThreePhaseError
-from .presets import CPU_MODEL
+from .imbalance import resized_sizes
+from .pairs import num_pairs_for
+from .presets import CPU_MODEL, preset_config
 from .records import atomic_write_bytes, atomic_write_text
+from .stats import holm
 from .reproduce import (VARIANT_TITLES, absolute_paths, aggregate, check_grid, parse_seeds, report,
-                        run_grid, split_list, variant_columns)
+                        run_grid, split_list)
 
 logger = logging.getLogger(__name__)
 
@@ -57,34 +60,49 @@ class Setting:
     variants: tuple[str, ...]
     question: str = ""
     datasets: tuple[str, ...] = DATASETS  # where the setting's question can be asked within the CPU budget
+    # Every variant of the setting trains on as many pairs as this variant draws (cl.num_pairs), so that variants
+    # that resize differently compare at equal steps.
+    equal_pairs: str | None = None
 
+
+RESIZES = ("three-phase", "extra-imb", "no-imb", "ft")  # the resize's three strengths, and the reference
+# Few-shot selection reads as many labelled examples as training (8 per class): every method, the baselines too
+# (they choose their regression's C there), trains on the same labels and selects on the same labels.
+FEW_SHOT = {"data.train_per_class": 8, "data.validation_per_class": 8}
+LONG_TAIL = {"data.imbalance_factor": 10, "data.max_train_samples": 80, "data.min_per_class": 4,
+             # Five batches: half the repetitions give about the steps of few-shot snips2 (56 examples).
+             "dae.num_train_epochs": 2, "cl.pair_multiplier": 2}
 
 SETTINGS: dict[str, Setting] = {
-    "few-shot": Setting("balanced few-shot (8 per class)", {"data.train_per_class": 8}, BALANCED + ("setfit",),
+    "few-shot": Setting("balanced few-shot (8 per class)", FEW_SHOT, BALANCED + ("setfit",),
                         "Do phases 1 and 2 help when labels are few and the classes balanced?", ("sst2", "snips2")),
     "unlabelled": Setting(
         "few-shot + 256 unlabelled texts for phase 1",
         # One pass over 16 + 256 texts gives phase 1 about four times the steps of few-shot's four passes over 16.
-        {"data.train_per_class": 8, "data.unlabelled": "train", "data.max_unlabelled_samples": 256,
-         "dae.num_train_epochs": 1},
+        {**FEW_SHOT, "data.unlabelled": "train", "data.max_unlabelled_samples": 256, "dae.num_train_epochs": 1},
         WITH_PHASE1 + ("ft", "logreg"), "Does phase 1 gain from in-domain texts without labels?", ("sst2",)),
     "long-tail": Setting(
-        "long-tailed (ρ = 10, 80 examples)",
-        # Five batches: half the repetitions give about the steps of few-shot snips2 (56 examples).
-        {"data.imbalance_factor": 10, "data.max_train_samples": 80, "data.min_per_class": 4,
-         "dae.num_train_epochs": 2, "cl.pair_multiplier": 2, "ft.num_train_epochs": 8, "ft.min_epochs": 3},
+        "long-tailed (ρ = 10, 80 examples)", LONG_TAIL,
         tuple(v for v in VARIANT_TITLES if v in VARIANTS and v != "setfit"),
-        "Does the resize before phase 2 help on imbalanced classes (three-phase vs no-imb vs extra-imb)?",
+        "Do phases 1 and 2 help on imbalanced classes, and does the resize (three-phase vs no-imb vs extra-imb)?",
         ("snips2",)),
+    "long-tail-many-pairs": Setting(
+        "long-tailed, every resize at extra-imb's pair count", LONG_TAIL, RESIZES,
+        "Does the resize help when no-imb and three-phase train as many steps as extra-imb?", ("snips2",),
+        equal_pairs="extra-imb"),
+    "long-tail-few-pairs": Setting(
+        "long-tailed, every resize at no-imb's pair count", LONG_TAIL, RESIZES,
+        "Does the resize help when extra-imb and three-phase train as few steps as no-imb?", ("snips2",),
+        equal_pairs="no-imb"),
 }
 
 # The experiment's sizes atop the cpu preset: small enough for ~2 hours on 2 cores over the whole grid.
 SIZES: dict[str, dict[str, Any]] = {
-    # A few-shot split is one or two batches: the phases get their steps from repetitions (4 passes of phase 1, 4x
-    # the cpu preset's pairs) and phase 3 from epochs, so that no phase is a step or two of warm-up.
+    # A few-shot split is one or two batches: phases 1 and 2 get their steps from repetitions (4 passes of phase 1,
+    # 4x the cpu preset's pairs), so that no phase is a step or two of warm-up. Phase 3 is the cpu preset's, the
+    # same recipe for every variant.
     "full": {"max_seq_length": 48, "logging_steps": 50, "data.max_validation_samples": 48,
-             "data.max_test_samples": 300, "dae.num_train_epochs": 4, "cl.pair_multiplier": 4,
-             "ft.num_train_epochs": 15, "ft.min_epochs": 5, "ft.patience": 3},
+             "data.max_test_samples": 300, "dae.num_train_epochs": 4, "cl.pair_multiplier": 4},
     # The smallest form, which CI runs: it proves the grid, the aggregation and the files, not any result.
     "smallest": {"max_seq_length": 24, "logging_steps": 50, "data.max_validation_samples": 16,
                  "data.max_test_samples": 32, "data.max_unlabelled_samples": 16, "data.max_train_samples": 24,
@@ -99,6 +117,29 @@ class Plan:
 
     cells: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per setting and dataset, overrides that depend on the data draw (an equal pair count).
+    dataset_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def groups(self, name: str):
+        """(overrides, cells) of setting ``name``, one group per dataset: each dataset's own overrides added."""
+        for dataset in dict.fromkeys(c["dataset"] for c in self.cells[name]):
+            extra = self.dataset_overrides.get(name, {}).get(dataset, {})
+            yield {**self.overrides[name], **extra}, [c for c in self.cells[name] if c["dataset"] == dataset]
+
+
+def pair_count(dataset: str, model: str, variant: str, overrides: dict[str, Any]) -> int:
+    """How many pairs ``variant`` draws in phase 2 on the data draw of ``overrides`` (its resize, then eq. 2's
+    count), without training anything."""
+    from .data import class_sizes, load_data
+    from .pipeline import VARIANTS as PIPELINE_VARIANTS
+
+    config = apply_overrides(preset_config("cpu", dataset, model, variant=variant), overrides)
+    sizes = class_sizes(load_data(config.data)["train"])
+    shape = PIPELINE_VARIANTS[variant]
+    if shape.resize:
+        sizes = resized_sizes(sizes, config.imbalance.min_ratio, shape.max_ratio or config.imbalance.max_ratio,
+                              config.imbalance.whole_copies)
+    return num_pairs_for(sum(sizes.values()), len(sizes), config.cl.pair_multiplier)
 
 
 def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full", variants=None,
@@ -126,73 +167,133 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
         draws = {k: v for k, v in SIZES[size].items() if k in DRAW_KEYS and k in setting.overrides}
         ordered = {**setting.overrides, **budget} if size == "smallest" else {**budget, **setting.overrides}
         result.overrides[name] = absolute_paths({**ordered, **draws, **(extra or {})})
+        chosen_datasets = datasets or setting.datasets
         result.cells[name] = [{"dataset": d, "model": model, "variant": v, "seed": s, "preset": "cpu"}
-                              for d in datasets or setting.datasets for v in chosen for s in parse_seeds(seeds)]
+                              for d in chosen_datasets for v in chosen for s in parse_seeds(seeds)]
+        if setting.equal_pairs:
+            result.dataset_overrides[name] = {
+                d: {"cl.num_pairs": pair_count(d, model, setting.equal_pairs, result.overrides[name])}
+                for d in chosen_datasets}
     return result
 
 
+METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+ALPHA = 0.05
+
+
 def summarize(out: str | os.PathLike, settings=None) -> pd.DataFrame:
-    """One row per (setting, dataset, variant): accuracy mean/std (%) over seeds and the paired difference to
-    ``ft`` with its 95% interval, from the run records under ``<out>/<setting>/``."""
+    """One row per (setting, dataset, variant): for accuracy and macro-F1 (%), the mean and std over seeds and the
+    paired difference to ``ft`` with its 95% interval and paired t-test p-value, from the run records under
+    ``<out>/<setting>/``. ``*_p_holm`` is the p-value after Holm's correction over every comparison to FT in the
+    frame for that metric (the family the chapter reports); ``*_significant`` is ``*_p_holm`` < 0.05."""
     frames = []
     for name in settings or SETTINGS:
-        df = aggregate(Path(out) / name, table=4)
-        if not df.empty:
-            frames.append(df.drop(columns=["paper", "diff", "paper_setting"]).assign(setting=name))
+        parts = []
+        for metric in METRICS:
+            df = aggregate(Path(out) / name, table=4, metric=metric)
+            if df.empty:
+                break
+            df = df.drop(columns=["paper", "diff", "paper_setting"])
+            keys = ["dataset", "model", "variant", "seeds", "n"]
+            parts.append(df.rename(columns={c: f"{metric}_{c}" for c in df.columns if c not in keys}))
+        if parts:
+            frames.append(parts[0].merge(parts[1], on=["dataset", "model", "variant", "seeds", "n"])
+                          .assign(setting=name))
     if not frames:
         raise ThreePhaseError(f"No finished runs under {str(out)!r}: run the experiment first.")
     df = pd.concat(frames, ignore_index=True)
+    for metric in METRICS:
+        df[f"{metric}_p_holm"] = holm(df[f"{metric}_p_value"])
+        df[f"{metric}_significant"] = df[f"{metric}_p_holm"] < ALPHA
     return df[["setting"] + [c for c in df.columns if c != "setting"]]
 
 
-def _cell(row) -> str:
-    text = f"{row['mean']:.1f}"
-    if row["variant"] != "ft" and not pd.isna(row["vs_ft"]):
-        interval = "" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]"
-        text += f" ({row['vs_ft']:+.1f}{interval}{'' if row['covers_zero'] else ' ✱'})"
-    return text
+def comparisons(df: pd.DataFrame) -> dict[str, int]:
+    """How many intervals to FT the table reports per metric, and how many of them excludes 0 before correction."""
+    counts = {}
+    for metric in METRICS:
+        tested = df[f"{metric}_p_value"].notna()
+        counts[f"{metric}_intervals"] = int(tested.sum())
+        counts[f"{metric}_uncorrected"] = int((~df.loc[tested, f"{metric}_covers_zero"].astype(bool)).sum())
+        counts[f"{metric}_holm"] = int(df.loc[tested, f"{metric}_significant"].sum())
+    return counts
+
+
+def _score(row, metric: str) -> str:
+    std = row[f"{metric}_std"]
+    return f"{row[f'{metric}_mean']:.1f} ± {'–' if pd.isna(std) else f'{std:.1f}'}"
+
+
+def _difference(row, metric: str) -> str:
+    if row["variant"] == "ft" or pd.isna(row[f"{metric}_vs_ft"]):
+        return ""
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    interval = "" if pd.isna(low) else f" [{low:+.1f}, {high:+.1f}]"
+    mark = " ✱" if row[f"{metric}_significant"] else ""
+    return f"{row[f'{metric}_vs_ft']:+.1f}{interval}{mark}"
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """Rows: setting × dataset; columns: variants; each cell: accuracy (%) and, but for FT, the paired difference
-    to FT with its 95% interval, starred when the interval excludes 0."""
-    lines = variant_columns(df, ["setting", "dataset"], _cell)
+    """One table per (setting, dataset), a row per variant: accuracy and macro-F1 (%) with their paired
+    differences to FT and 95% intervals; ✱ where the difference survives Holm's correction."""
+    lines = []
+    for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
+        setting = SETTINGS.get(name)
+        lines += [f"**{name}**, {dataset}: {setting.title if setting else ''}. "
+                  f"{setting.question if setting else ''}", "",
+                  "| variant | accuracy | vs FT [95% CI] | macro-F1 | vs FT [95% CI] |",
+                  "| --- | --- | --- | --- | --- |"]
+        order = {v: i for i, v in enumerate(VARIANT_TITLES)}
+        for _, row in group.sort_values("variant", key=lambda v: v.map(order)).iterrows():
+            lines.append(f"| {VARIANT_TITLES.get(row['variant'], row['variant'])} | {_score(row, 'accuracy')} | "
+                         f"{_difference(row, 'accuracy')} | {_score(row, 'macro_f1')} | "
+                         f"{_difference(row, 'macro_f1')} |")
+        lines.append("")
+    counts = comparisons(df)
     seeds = ", ".join(sorted(set(df["seeds"])))
-    lines += ["", f"Test accuracy (%), mean over seeds ({seeds}). In brackets: the mean over seeds of (variant − FT) "
-              "on the same seed and data draw, in points, with its 95% Student-t interval; ✱ marks an interval that "
-              "excludes 0 (a gain, or a loss, that seed-to-seed variation does not explain). An empty cell: the "
-              "setting does not run that variant.", ""]
-    lines += [f"- `{name}`: {SETTINGS[name].title}. {SETTINGS[name].question}"
-              for name in dict.fromkeys(df["setting"]) if name in SETTINGS]
+    lines += [f"Test accuracy and macro-F1 (%), mean ± std over seeds ({seeds}), one data draw. vs FT: the mean over "
+              "seeds of (variant − FT) on the same seed and data draw, in points, with its 95% Student-t interval. "
+              f"The tables hold {counts['accuracy_intervals']} such intervals per metric; at the 95% level chance "
+              f"alone would exclude 0 from about {ALPHA * counts['accuracy_intervals']:.0f} of them. ✱ marks a "
+              "difference that stays significant after Holm's correction over all of them (paired t-test, family-"
+              f"wise error 5%): {counts['accuracy_holm']} for accuracy ({counts['accuracy_uncorrected']} intervals "
+              f"exclude 0 before correction), {counts['macro_f1_holm']} for macro-F1 "
+              f"({counts['macro_f1_uncorrected']} before)."]
     return "\n".join(lines) + "\n"
 
 
 def plot(df: pd.DataFrame):
-    """The paired difference to FT with its 95% interval, one panel per setting, a point per (dataset, variant)."""
+    """The paired difference to FT with its 95% interval, one column per setting, accuracy above and macro-F1
+    below, a point per (dataset, variant); filled where the difference survives Holm's correction."""
     from matplotlib.figure import Figure
 
     settings = list(dict.fromkeys(df["setting"]))
     diffs = df[df["variant"] != "ft"]
     variants = [v for v in VARIANT_TITLES if v in set(diffs["variant"])]
-    fig = Figure(figsize=(4.2 * len(settings), 4.0), layout="constrained")
-    axes = fig.subplots(1, len(settings), sharey=True, squeeze=False)[0]
-    for ax, setting in zip(axes, settings):
-        sub = diffs[diffs["setting"] == setting]
-        datasets = list(dict.fromkeys(sub["dataset"]))
-        width = 0.8 / max(len(variants), 1)
-        for i, variant in enumerate(variants):
-            rows = sub[sub["variant"] == variant].set_index("dataset").reindex(datasets)
-            x = [d + (i - (len(variants) - 1) / 2) * width for d in range(len(datasets))]
-            low = (rows["vs_ft"] - rows["ci_low"]).fillna(0)
-            high = (rows["ci_high"] - rows["vs_ft"]).fillna(0)
-            ax.errorbar(x, rows["vs_ft"], yerr=[low, high], fmt="o", capsize=3, color=f"C{i}",
-                        label=VARIANT_TITLES[variant])
-        ax.axhline(0, color="black", linewidth=1)
-        ax.set_xticks(range(len(datasets)), datasets)
-        ax.set_title(setting)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("accuracy − FT (points), 95% interval")
-    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig = Figure(figsize=(3.4 * len(settings) + 1.8, 6.4), layout="constrained")
+    axes = fig.subplots(2, len(settings), sharey="row", squeeze=False)
+    for row, metric in enumerate(METRICS):
+        for ax, setting in zip(axes[row], settings):
+            sub = diffs[diffs["setting"] == setting]
+            datasets = list(dict.fromkeys(sub["dataset"]))
+            width = 0.8 / max(len(variants), 1)
+            for i, variant in enumerate(variants):
+                rows = sub[sub["variant"] == variant].set_index("dataset").reindex(datasets)
+                x = [d + (i - (len(variants) - 1) / 2) * width for d in range(len(datasets))]
+                mean = rows[f"{metric}_vs_ft"]
+                low, high = (mean - rows[f"{metric}_ci_low"]).fillna(0), (rows[f"{metric}_ci_high"] - mean).fillna(0)
+                ax.errorbar(x, mean, yerr=[low, high], fmt="none", capsize=3, color=f"C{i}")
+                significant = rows[f"{metric}_significant"].fillna(False).astype(bool)
+                ax.scatter(x, mean, color=[f"C{i}" if s else "white" for s in significant], edgecolors=f"C{i}",
+                           zorder=3, label=VARIANT_TITLES[variant] if row == 0 else None)
+            ax.axhline(0, color="black", linewidth=1)
+            ax.set_xticks(range(len(datasets)), datasets, fontsize=10)
+            ax.tick_params(labelsize=10)
+            if row == 0:
+                ax.set_title(setting, fontsize=11)
+            ax.grid(axis="y", alpha=0.3)
+        axes[row][0].set_ylabel(f"{METRICS[metric]} − FT (points)", fontsize=10)
+    fig.legend(loc="outside right upper", fontsize=10, title="filled: Holm-significant", title_fontsize=9)
     return fig
 
 
@@ -243,11 +344,13 @@ def experiment_command(args: argparse.Namespace) -> int:
     settings = split_list(args.settings)
     grid = plan(settings, split_list(args.datasets), args.seeds, args.size, split_list(args.variants), args.model,
                 parse_set_options(args.set))
-    for name, cells in grid.cells.items():
-        check_grid(cells, grid.overrides[name], args.jobs)
+    for name in grid.cells:
+        for overrides, cells in grid.groups(name):
+            check_grid(cells, overrides, args.jobs)
     failed = []
-    for name, cells in grid.cells.items():
-        failed += run_grid(cells, Path(args.out) / name, grid.overrides[name], desc=name, device=args.device,
-                           overwrite=args.overwrite, jobs=args.jobs)
+    for name in grid.cells:
+        for overrides, cells in grid.groups(name):
+            failed += run_grid(cells, Path(args.out) / name, overrides, desc=name, device=args.device,
+                               overwrite=args.overwrite, jobs=args.jobs)
     return report(failed, lambda: write_summary(args.out, settings), to_markdown,
                   f"{args.out}/phases_help.md, .csv and .png")

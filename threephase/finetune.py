@@ -8,6 +8,7 @@ the stored vectors: the body's forward pass, the expensive part, then runs once 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -18,11 +19,14 @@ from datasets import Dataset
 from sklearn.metrics import f1_score
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
-from transformers import TrainerCallback, get_linear_schedule_with_warmup
+from transformers import TrainerCallback
 
 from .classifier import ClassificationLoss, MLPHead, ThreePhaseClassifier
 from .config import FTConfig
-from .training import from_main_process, is_main_process, train, training_arguments, world_size
+from .training import (from_main_process, is_main_process, linear_schedule, train, training_arguments,
+                       warn_if_few_steps, world_size)
+
+logger = logging.getLogger(__name__)
 
 
 def scores_from_logits(logits: torch.Tensor, labels: Sequence[int]) -> dict[str, Any]:
@@ -112,6 +116,27 @@ class EarlyStopping(TrainerCallback):
         self.best_state = tensors or None
 
 
+# Below this share of the chance loss ln K, a head has learned something; above it, it guesses (and says so).
+LEARNED_BELOW_CHANCE = 0.9
+
+
+def chance_report(report: dict[str, Any], num_labels: int) -> dict[str, Any]:
+    """How far the kept epoch's validation loss fell below chance: ln K nats, the loss of a uniform guess over K
+    classes. A phase 3 that ends near ln K has not learned, whatever its accuracy says; a warning then names the
+    settings that give it more to learn with."""
+    chance = math.log(num_labels)
+    best_epoch = report["best_epoch"]
+    kept = next((e for e in report["epochs"] if e["epoch"] == best_epoch), None)
+    loss = kept["validation_loss"] if kept else math.nan
+    if kept and loss > LEARNED_BELOW_CHANCE * chance and is_main_process():
+        logger.warning(
+            "Phase 3 / FT kept epoch %d with validation loss %.3f nats, barely below chance (ln %d = %.3f): the head "
+            "has hardly learned. Give it more steps (ft.num_train_epochs), higher learning rates (ft.learning_rate, "
+            "ft.head_learning_rate), and on imbalanced classes ft.class_weights=balanced with "
+            "ft.metric_for_best_model=macro_f1.", best_epoch, loss, num_labels, chance)
+    return {"chance_loss": chance, "best_validation_loss": loss, "validation_loss_below_chance": chance - loss}
+
+
 def first_epoch_warmup(config: FTConfig, num_examples: int, *, processes: int | None = None,
                        accumulation: int | None = None) -> int:
     """Warm-up steps: ``warmup_ratio`` of the optimizer steps of one epoch, whatever the epoch budget.
@@ -136,8 +161,8 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
     classifier = ThreePhaseClassifier(body, head, label_names)
     weights = balanced_class_weights(train_data["label"], len(label_names)) if config.class_weights else None
     if config.freeze_body:
-        return classifier, _train_head_on_vectors(classifier, train_data, validation, config, seed, logging_steps,
-                                                  weights)
+        report = _train_head_on_vectors(classifier, train_data, validation, config, seed, logging_steps, weights)
+        return classifier, report | chance_report(report, len(label_names))
     stopper = EarlyStopping(classifier, lambda: evaluate_split(classifier, validation["text"], validation["label"],
                                                                config.per_device_eval_batch_size), config)
     args = training_arguments(
@@ -151,7 +176,8 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
                    callbacks=[stopper], resume=resume)
     stopper.restore_best()
     classifier.head.eval()
-    return classifier, report | {"epochs": stopper.history, "best_epoch": stopper.best_epoch}
+    report = report | {"epochs": stopper.history, "best_epoch": stopper.best_epoch}
+    return classifier, report | chance_report(report, len(label_names))
 
 
 def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset, validation: Dataset,
@@ -182,7 +208,8 @@ def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset
                                   eps=config.adam_epsilon, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(labels) / config.per_device_train_batch_size)
     warmup = first_epoch_warmup(config, len(labels), processes=1, accumulation=1)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps_per_epoch * config.num_train_epochs)
+    warn_if_few_steps("ft", steps_per_epoch * config.num_train_epochs)
+    scheduler = linear_schedule(optimizer, warmup, steps_per_epoch * config.num_train_epochs)
     generator = torch.Generator().manual_seed(seed)
     cross_entropy = torch.nn.CrossEntropyLoss(weight=weights.to(labels.device) if weights is not None else None)
     history, step = [], 0

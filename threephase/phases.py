@@ -118,7 +118,7 @@ def pair_dataset(
         )
         resized_texts, resized_labels, source = resized.texts, resized.labels, resized.source
         sizes = {"before": resized.sizes_before, "after": resized.sizes_after}
-    num_pairs = num_pairs_for(len(resized_texts), len(set(resized_labels)), cl.pair_multiplier)
+    num_pairs = cl.num_pairs or num_pairs_for(len(resized_texts), len(set(resized_labels)), cl.pair_multiplier)
     # Drawing nearly every distinct pair is slow and adds nothing: tiny data gets at most half of them.
     ceiling = available_pairs(resized_labels, source, cl.balance_scores) // 2
     if num_pairs > ceiling:
@@ -143,7 +143,7 @@ def train_dae(body: SentenceTransformer, texts: Sequence[str], config: DAEConfig
     dataset = dae_dataset(texts, config.deletion_ratio, config.num_train_epochs, seed)
     args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
                               save_steps=save_steps)
-    report = train(body, dataset, TiedDenoisingAutoEncoderLoss(body), args, resume=resume)
+    report = train(body, dataset, TiedDenoisingAutoEncoderLoss(body), args, resume=resume, phase="dae")
     return report | {"examples": len(dataset)}
 
 
@@ -155,7 +155,7 @@ def train_cl(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[i
     dataset, info = pair_dataset(texts, labels, imbalance, config, seed)
     args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
                               save_steps=save_steps)
-    return train(body, dataset, CosineSimilarityLoss(body), args, resume=resume) | info
+    return train(body, dataset, CosineSimilarityLoss(body), args, resume=resume, phase="cl") | info
 
 
 def joint_dataset(texts: Sequence[str], labels: Sequence[int], dae: DAEConfig, cl: CLConfig,
@@ -191,4 +191,5 @@ def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequenc
     dataset, info = joint_dataset(texts, labels, dae, cl, imbalance, seed, dae_texts)
     args = training_arguments(cl, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
                               save_steps=save_steps)
-    return train(body, dataset, JointLoss(body, dae_weight), args, resume=resume) | info | {"dae_weight": dae_weight}
+    report = train(body, dataset, JointLoss(body, dae_weight), args, resume=resume, phase="joint")
+    return report | info | {"dae_weight": dae_weight}

@@ -156,7 +156,7 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
             _keep_phase(body, phases[name], folders[name])
         barrier()
     if variant.baseline:
-        classifier, phases[config.variant] = train_baseline(config, body, data["train"])
+        classifier, phases[config.variant] = train_baseline(config, body, data["train"], data["validation"])
         return classifier, phases
     logger.info("Phase 3: FT")
     classifier, phases["ft"] = train_ft(body, data["train"], data["validation"], config.ft, **where("ft"))

@@ -125,19 +125,19 @@ def load_records(records: str | os.PathLike | list[dict[str, Any]]) -> list[dict
     return [json.loads(f.read_text()) for f in files]
 
 
-def aggregate(records, table: int = 4) -> pd.DataFrame:
-    """One row per (dataset, model, variant): seeds, n, mean and std accuracy (%), the paper's number, the difference,
-    and the paired difference to ``ft`` over shared seeds with its 95% interval (``vs_ft``, ``ci_low``, ``ci_high``,
-    ``covers_zero``; see :mod:`threephase.stats`).
+def aggregate(records, table: int = 4, metric: str = "accuracy") -> pd.DataFrame:
+    """One row per (dataset, model, variant): seeds, n, mean and std of ``metric`` (%; the paper reports accuracy),
+    the paper's number, the difference, and the paired difference to ``ft`` over shared seeds with its 95% interval
+    and paired t-test (``vs_ft``, ``ci_low``, ``ci_high``, ``covers_zero``, ``p_value``; see :mod:`threephase.stats`).
 
     ``std`` is the sample standard deviation (NaN for one seed). Rows follow the paper's order; variants outside the
     table (the ``logreg`` baseline) follow it when their records are present.
     """
     records = load_records(records)
     rows = [{"dataset": r["dataset"], "model": short_name(r["model"]), "variant": r["variant"], "seed": r["seed"],
-             "accuracy": 100 * r["accuracy"], "full_model": r["model"], "preset": r.get("preset")} for r in records]
+             "score": 100 * r[metric], "full_model": r["model"], "preset": r.get("preset")} for r in records]
     columns = ["dataset", "model", "variant", "seeds", "n", "mean", "std", "paper", "diff", "vs_ft", "ci_low",
-               "ci_high", "covers_zero", "paper_setting"]
+               "ci_high", "covers_zero", "p_value", "paper_setting"]
     variants = list(TABLE3_VARIANTS if table == 3 else TABLE4_VARIANTS)
     variants += [v for v in VARIANT_TITLES if v not in variants and any(r["variant"] == v for r in rows)]
     rows = [r for r in rows if r["variant"] in variants]
@@ -145,16 +145,17 @@ def aggregate(records, table: int = 4) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
     groups = frame.groupby(["dataset", "model", "variant"], sort=False)
-    df = groups["accuracy"].agg(["count", "mean", "std"]).rename(columns={"count": "n"}).reset_index()
+    df = groups["score"].agg(["count", "mean", "std"]).rename(columns={"count": "n"}).reset_index()
     df["seeds"] = groups["seed"].agg(lambda s: ",".join(map(str, sorted(s)))).to_numpy()
     full = groups["full_model"].first().to_numpy()
-    df["paper"] = [paper_accuracy(table, d, m, v) for d, m, v in zip(df["dataset"], full, df["variant"])]
+    df["paper"] = [paper_accuracy(table, d, m, v) if metric == "accuracy" else None
+                   for d, m, v in zip(df["dataset"], full, df["variant"])]
     df["paper"] = df["paper"].astype(float)
     df["diff"] = df["mean"] - df["paper"]
     # The paper's numbers are a fair reference only for a run of the paper's preset with one of its models.
     df["paper_setting"] = [p == "paper" and m in PAPER_MODELS.values()
                            for p, m in zip(groups["preset"].first().to_numpy(), full)]
-    paired = paired_differences(frame.assign(accuracy=frame["accuracy"] / 100).to_dict("records"))
+    paired = paired_differences(frame.assign(score=frame["score"] / 100).to_dict("records"), metric="score")
     df = df.merge(paired.rename(columns={"diff": "vs_ft"}).drop(columns="pairs"), how="left",
                   on=["dataset", "model", "variant"])
     order = {d: i for i, d in enumerate(PAPER_DATASETS)}

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-COLUMNS = ["dataset", "model", "variant", "pairs", "diff", "ci_low", "ci_high", "covers_zero"]
+COLUMNS = ["dataset", "model", "variant", "pairs", "diff", "ci_low", "ci_high", "covers_zero", "p_value"]
 
 
 def mean_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -49,8 +49,34 @@ def paired_differences(records: Iterable[Mapping[str, Any]], baseline: str = "ft
         for variant, runs in group[group["variant"] != baseline].groupby("variant", sort=False):
             values = runs.groupby("seed")["value"].mean()
             shared = sorted(set(values.index) & set(base.index))
-            mean, low, high = mean_interval([values[s] - base[s] for s in shared], confidence)
+            diffs = [values[s] - base[s] for s in shared]
+            mean, low, high = mean_interval(diffs, confidence)
             rows.append({"dataset": dataset, "model": model, "variant": variant, "pairs": len(shared), "diff": mean,
                          "ci_low": low, "ci_high": high,
-                         "covers_zero": bool(not (low > 0 or high < 0)) if not math.isnan(low) else True})
+                         "covers_zero": bool(not (low > 0 or high < 0)) if not math.isnan(low) else True,
+                         "p_value": paired_p_value(diffs)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def paired_p_value(diffs: Iterable[float]) -> float:
+    """The two-sided p-value of the paired t-test that the mean difference is 0 (the test that matches the
+    Student-t interval); 1 when every difference is 0, NaN for fewer than 2."""
+    diffs = [float(d) for d in diffs]
+    if len(diffs) < 2:
+        return math.nan
+    if all(d == diffs[0] for d in diffs):
+        return 1.0 if diffs[0] == 0 else 0.0
+    return float(stats.ttest_1samp(diffs, 0.0).pvalue)
+
+
+def holm(p_values: Iterable[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (Holm, 1979): the i-th smallest is multiplied by
+    (m − i + 1), and the adjusted values are kept non-decreasing. Rejecting where the adjusted value is below α keeps
+    the chance of any false rejection in the family at most α. NaN stays NaN and does not count in m."""
+    p_values = [float(p) for p in p_values]
+    order = sorted((i for i, p in enumerate(p_values) if not math.isnan(p)), key=lambda i: p_values[i])
+    adjusted, running = [math.nan] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -7,6 +7,7 @@ All three phases train through :class:`SentenceTransformerTrainer`, so ``acceler
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,8 @@ from safetensors.torch import save as save_safetensors
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-from transformers import TrainerCallback
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import SchedulerType, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from .errors import ThreePhaseError
@@ -152,6 +154,58 @@ def training_arguments(
         raise ThreePhaseError(f"TrainingArguments refused the phase's settings {user}: {err}") from None
 
 
+def warmup_then_linear(step: int, warmup: int, total: int) -> float:
+    """The learning-rate multiplier at optimizer step ``step`` (from 0): a linear warm-up over ``warmup`` steps, then
+    a linear decay to 0 at ``total``.
+
+    Unlike transformers' linear schedule, whose first step has learning rate 0, the warm-up counts the first step as
+    1 / (warmup + 1): a phase of one or two steps would otherwise spend one of them on nothing."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
+    """:func:`warmup_then_linear` as a scheduler (a ``partial``, so that checkpoints save and restore it)."""
+    return LambdaLR(optimizer, functools.partial(warmup_then_linear, warmup=warmup, total=total))
+
+
+# Fewer optimizer steps than this train next to nothing (half of them are warm-up); each phase says how to get more.
+MIN_STEPS = 10
+MORE_STEPS = {
+    "dae": "raise dae.num_train_epochs (repetitions of the texts with fresh noise), add unlabelled texts "
+           "(data.unlabelled) or lower dae.per_device_train_batch_size",
+    "cl": "raise cl.pair_multiplier or lower cl.per_device_train_batch_size",
+    "joint": "raise cl.pair_multiplier or dae.num_train_epochs, or lower cl.per_device_train_batch_size",
+    "ft": "raise ft.num_train_epochs or lower ft.per_device_train_batch_size",
+}
+PHASE_TITLES = {"dae": "Phase 1 / DAE", "cl": "Phase 2 / CL", "joint": "Joint", "ft": "Phase 3 / FT"}
+
+
+def warn_if_few_steps(phase: str, steps: int) -> None:
+    """A warning naming the setting that gives ``phase`` more steps, when it has fewer than :data:`MIN_STEPS`."""
+    if steps < MIN_STEPS and is_main_process():
+        logger.warning("%s has only %d optimizer step%s, too few to train the body: %s.", PHASE_TITLES[phase],
+                       steps, "" if steps == 1 else "s", MORE_STEPS[phase])
+
+
+class PhaseTrainer(SentenceTransformerTrainer):
+    """The sentence-transformers trainer with our linear schedule (first step above 0) and the few-steps warning."""
+
+    def __init__(self, *args: Any, phase: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.phase = phase
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is None:
+            warn_if_few_steps(self.phase, num_training_steps)
+            if self.args.lr_scheduler_type == SchedulerType.LINEAR:  # any other type the user asked for is theirs
+                self.lr_scheduler = linear_schedule(optimizer or self.optimizer,
+                                                    self.args.get_warmup_steps(num_training_steps), num_training_steps)
+                self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
+
 STATE_TENSORS, STATE_JSON = "threephase_state.safetensors", "threephase_state.json"
 
 
@@ -205,8 +259,10 @@ def train(
     args: SentenceTransformerTrainingArguments,
     callbacks: list[TrainerCallback] | None = None,
     resume: bool = False,
+    phase: str = "ft",
 ) -> dict[str, Any]:
-    """Train ``body`` in place with ``loss`` on ``dataset``; return the loss history and wall time.
+    """Train ``body`` in place with ``loss`` on ``dataset`` as ``phase`` (dae, cl, joint, ft); return the loss
+    history and wall time.
 
     With ``resume``, training continues from the newest complete checkpoint in ``args.output_dir``, if there is
     one. Callbacks with ``checkpoint_state`` / ``load_checkpoint_state`` methods are saved in checkpoints too."""
@@ -217,7 +273,8 @@ def train(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_warning()  # the trainer's info lines drown the progress bar
     try:
-        trainer = SentenceTransformerTrainer(
+        trainer = PhaseTrainer(
+            phase=phase,
             model=body,
             args=args,
             train_dataset=dataset,

@@ -1,0 +1,67 @@
+"""Every phase learns from its first step: the warm-up's first learning rate is above 0, a phase of a handful of
+steps warns, and phase 3 records how far its validation loss fell below chance (ln K)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+
+from threephase import CLConfig, load_body, run, train_cl
+from threephase.models import packaged_model_path
+from threephase.training import MIN_STEPS, linear_schedule, warmup_then_linear
+
+from conftest import tiny_config
+
+
+@pytest.mark.parametrize("warmup, total", [(1, 1), (1, 2), (3, 30), (0, 5)])
+def test_the_first_step_trains_and_the_schedule_peaks_then_decays(warmup, total):
+    rates = [warmup_then_linear(step, warmup, total) for step in range(total)]
+    assert rates[0] > 0
+    assert all(r > 0 for r in rates)  # the last step too: decay reaches 0 only after it
+    assert max(rates) == pytest.approx(1.0) or total <= warmup
+    assert rates == sorted(rates[:warmup]) + sorted(rates[warmup:], reverse=True)
+
+
+def test_the_scheduler_gives_the_optimizer_those_rates():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.5)
+    scheduler = linear_schedule(optimizer, warmup=1, total=3)
+    seen = []
+    for _ in range(3):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.25, 0.5, 0.25])
+
+
+def test_a_phase_of_one_step_changes_the_body(tiny_data):
+    # One batch of pairs and a warm-up of one step: transformers' schedule gave that step learning rate 0.
+    body = load_body(packaged_model_path(), max_seq_length=32)
+    before = {k: v.clone() for k, v in body.state_dict().items()}
+    report = train_cl(body, tiny_data["train"]["text"], tiny_data["train"]["label"],
+                      CLConfig(learning_rate=5e-5, num_pairs=16, per_device_train_batch_size=16, warmup_ratio=0.1))
+    assert report["steps"] == 1 and report["num_pairs"] == 16
+    changed = [k for k, v in body.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, "the only optimizer step had learning rate 0"
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_one_step_phases_train_warn_and_record_chance(tiny_data, caplog, frozen):
+    # 56 training examples in one batch: phases 2 and 3 get a step or two each, which used to have learning rate 0.
+    config = tiny_config("cl-ft", cl__pair_multiplier=0.25, cl__per_device_train_batch_size=64)
+    config.ft.per_device_train_batch_size, config.ft.num_train_epochs = 64, 2
+    config.ft.freeze_body = frozen
+    with caplog.at_level(logging.WARNING, logger="threephase"):
+        result = run(config, data=tiny_data)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("Phase 2 / CL has only" in w and "cl.pair_multiplier" in w for w in warnings), warnings
+    assert any("Phase 3 / FT has only" in w and "ft.num_train_epochs" in w for w in warnings), warnings
+    cl = result.metrics["phases"]["cl"]
+    assert 0 < cl["steps"] < MIN_STEPS
+    ft = result.metrics["phases"]["ft"]
+    assert ft["chance_loss"] == pytest.approx(math.log(7))
+    kept = next(e for e in ft["epochs"] if e["epoch"] == ft["best_epoch"])
+    assert ft["validation_loss_below_chance"] == pytest.approx(math.log(7) - kept["validation_loss"])
