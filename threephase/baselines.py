@@ -61,12 +61,12 @@ def regression_classifier(body: SentenceTransformer, regression: LogisticRegress
 
 
 def train_logreg(body: SentenceTransformer, train_data: Dataset, *, seed: int = 42,
-                 batch_size: int = 64) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
-    """Fit ``LogisticRegression(class_weight="balanced")`` on the body's embeddings of the training texts."""
+                 batch_size: int = 64, C: float = 1.0) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+    """Fit ``LogisticRegression(class_weight="balanced", C=C)`` on the body's embeddings of the training texts."""
     start = time.perf_counter()
     vectors = body.encode(list(train_data["text"]), batch_size=batch_size, convert_to_numpy=True)
     labels = np.asarray(train_data["label"])
-    model = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed).fit(vectors, labels)
+    model = LogisticRegression(class_weight="balanced", C=C, max_iter=2000, random_state=seed).fit(vectors, labels)
     classifier, report = regression_classifier(body, model, vectors, labels, train_data.features["label"].names)
     return classifier, {"wall_time_s": time.perf_counter() - start, **report}
 
@@ -101,9 +101,9 @@ def train_baseline(config: RunConfig, body: SentenceTransformer,
     if config.variant == "setfit":
         logger.info("Baseline: SetFit (contrastive pairs, then a logistic regression on the tuned body)")
         return train_setfit(body, train_data, config.cl, seed=config.seed, device=config.device,
-                            logging_steps=config.logging_steps)
+                            logging_steps=config.logging_steps, C=config.logreg.C)
     logger.info("Baseline: logistic regression on the frozen body's embeddings")
-    return train_logreg(body, train_data, seed=config.seed)
+    return train_logreg(body, train_data, seed=config.seed, C=config.logreg.C)
 
 
 def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: float) -> int:
@@ -115,9 +115,10 @@ def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: floa
 
 
 def train_setfit(body: SentenceTransformer, train_data: Dataset, config: CLConfig, *, seed: int = 42,
-                 device: str | None = None, logging_steps: int = 10) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+                 device: str | None = None, logging_steps: int = 10,
+                 C: float = 1.0) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """SetFit with its defaults, through its own ``Trainer``: one epoch of ``CosineSimilarityLoss`` on pairs of
-    training texts (score 1 for the same class, 0 otherwise), then ``LogisticRegression()`` on the tuned body's
+    training texts (score 1 for the same class, 0 otherwise), then ``LogisticRegression(C=C)`` on the tuned body's
     embeddings, the body frozen. ``body`` is tuned in place and becomes the classifier's body.
 
     Our settings map onto SetFit's ``TrainingArguments`` as follows (phase 2's, so that ``setfit`` and ``cl-ft``
@@ -144,7 +145,7 @@ def train_setfit(body: SentenceTransformer, train_data: Dataset, config: CLConfi
     label_names = train_data.features["label"].names
     texts, labels = list(train_data["text"]), list(train_data["label"])
     num_iterations = setfit_iterations(len(texts), len(set(labels)), config.pair_multiplier)
-    model = SetFitModel(model_body=body, model_head=LogisticRegression(), labels=list(label_names))
+    model = SetFitModel(model_body=body, model_head=LogisticRegression(C=C), labels=list(label_names))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_warning()  # the trainer's info lines drown the progress bar
     try:

@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ThreePhaseError
 
 VARIANTS = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "extra-imb", "no-imb", "logreg", "setfit")
-SECTIONS = ("data", "dae", "imbalance", "cl", "joint", "ft")
+SECTIONS = ("data", "dae", "imbalance", "cl", "joint", "ft", "logreg")
 # Settings that hold a dict of their own: ``--set dae.training_args='{"bf16": true}'`` replaces the whole dict,
 # ``--set dae.training_args.bf16=true`` sets one key.
 DICT_SETTINGS = ("dae.training_args", "cl.training_args", "ft.training_args")
@@ -133,6 +133,14 @@ class FTConfig:
 
 
 @dataclass
+class LogRegConfig:
+    """The logistic regression of the baselines ``logreg`` and ``setfit``: ``C`` is scikit-learn's inverse
+    regularisation strength (its default 1.0), a setting for ``python -m threephase search`` to tune."""
+
+    C: float = 1.0
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs; ``RunConfig.from_dict(json.load(f))`` restores a saved ``config.json``."""
 
@@ -152,6 +160,7 @@ class RunConfig:
     cl: CLConfig = field(default_factory=CLConfig)
     joint: JointConfig = field(default_factory=JointConfig)
     ft: FTConfig = field(default_factory=FTConfig)
+    logreg: LogRegConfig = field(default_factory=LogRegConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,6 +228,8 @@ class RunConfig:
                     f"{name} must be a JSON object of TrainingArguments settings, e.g. "
                     f"--set '{name}={{\"gradient_accumulation_steps\": 2}}'."
                 )
+        if self.logreg.C <= 0:
+            raise ThreePhaseError(f"logreg.C must be positive (scikit-learn's inverse regularisation), got {self.logreg.C}.")
         if self.save_steps < 0:
             raise ThreePhaseError(f"save_steps must be 0 (no checkpoints inside a phase) or positive, got {self.save_steps}.")
         gpu = re.fullmatch(r"cuda:(\d+)", self.device or "")
