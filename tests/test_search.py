@@ -130,3 +130,9 @@ def test_the_cli_searches_a_baseline_and_run_takes_its_best_config(tmp_path, dat
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluated_split"] == "test"
     assert main(["search", *common, "--space", str(tmp_path / "nope.json"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_data_fails_before_the_study_is_created(tmp_path, capsys):
+    out = tmp_path / "search"
+    assert main(["search", "--data-dir", str(tmp_path / "nope"), "--variant", "logreg", "--out", str(out)]) == 2
+    assert "threephase: error:" in capsys.readouterr().err and not out.exists()

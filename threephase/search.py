@@ -196,6 +196,8 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
     import optuna
 
     from .baselines import require_extras
+    from .data import load_data
+    from .user_data import prepare_data
     from .finetune import EPOCH_CALLBACK
 
     config.validate()
@@ -209,6 +211,9 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ThreePhaseError(f"--out {str(out)!r} is a file, not a folder: choose a folder for the search.")
+    # Loaded once, before anything is written: bad data fails here, and every trial trains on the same rows. The
+    # test split stays in (a missing one would be carved from train again); each trial's run drops it unread.
+    data = load_data(config.data) if data is None else prepare_data(data, config.data)
     out.mkdir(parents=True, exist_ok=True)
     study = _open_study(storage or f"sqlite:///{(out / 'study.db').resolve()}",
                         study_name or default_study_name(config), config.seed, pruner)
