@@ -197,8 +197,8 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
 
     from .baselines import require_extras
     from .data import load_data
-    from .user_data import prepare_data
     from .finetune import EPOCH_CALLBACK
+    from .user_data import prepare_data
 
     config.validate()
     require_extras(config.variant)
