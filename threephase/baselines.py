@@ -67,12 +67,13 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def regression_on_validation(vectors: np.ndarray, labels: Sequence[int], validation_vectors: np.ndarray,
-                             validation_labels: Sequence[int], *, seed: int = 42,
-                             class_weight: str | None = None) -> tuple[LogisticRegression, dict[str, Any]]:
-    """A logistic regression fitted on the training vectors for each C of :data:`C_GRID`; the one with the best
-    validation macro-F1 (then accuracy; then the smaller C) is kept, with the validation scores of every C."""
+                             validation_labels: Sequence[int], *, seed: int = 42, class_weight: str | None = None,
+                             C: float | None = None) -> tuple[LogisticRegression, dict[str, Any]]:
+    """A logistic regression fitted on the training vectors for each C of :data:`C_GRID` (or for ``C`` alone, when
+    given: ``logreg.C``, e.g. from a search); the one with the best validation macro-F1 (then accuracy; then the
+    smaller C) is kept, with the validation scores of every C."""
     scored = []
-    for c in C_GRID:
+    for c in C_GRID if C is None else (C,):
         model = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000, random_state=seed)
         predictions = model.fit(vectors, np.asarray(labels)).predict(validation_vectors)
         scored.append(((f1_score(validation_labels, predictions, average="macro", zero_division=0),
@@ -83,16 +84,16 @@ def regression_on_validation(vectors: np.ndarray, labels: Sequence[int], validat
 
 
 def train_logreg(body: SentenceTransformer, train_data: Dataset, validation: Dataset, *, seed: int = 42,
-                 batch_size: int = 64) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+                 batch_size: int = 64, C: float | None = None) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """Fit ``LogisticRegression(class_weight="balanced")`` on the body's embeddings of the training texts, its C
-    chosen on validation (:func:`regression_on_validation`)."""
+    chosen on validation (:func:`regression_on_validation`) unless ``C`` is given."""
     start = time.perf_counter()
     texts = list(train_data["text"])
     encoded = body.encode(texts + list(validation["text"]), batch_size=batch_size, convert_to_numpy=True)
     vectors, validation_vectors = encoded[:len(texts)], encoded[len(texts):]
     labels = np.asarray(train_data["label"])
     model, selection = regression_on_validation(vectors, labels, validation_vectors, validation["label"], seed=seed,
-                                                class_weight="balanced")
+                                                class_weight="balanced", C=C)
     classifier, report = regression_classifier(body, model, vectors, labels, train_data.features["label"].names)
     return classifier, {"wall_time_s": time.perf_counter() - start, **report, **selection}
 
@@ -128,9 +129,9 @@ def train_baseline(config: RunConfig, body: SentenceTransformer, train_data: Dat
     if config.variant == "setfit":
         logger.info("Baseline: SetFit (contrastive pairs, then a logistic regression on the tuned body)")
         return train_setfit(body, train_data, validation, config.cl, seed=config.seed, device=config.device,
-                            logging_steps=config.logging_steps)
+                            logging_steps=config.logging_steps, C=config.logreg.C)
     logger.info("Baseline: logistic regression on the frozen body's embeddings")
-    return train_logreg(body, train_data, validation, seed=config.seed)
+    return train_logreg(body, train_data, validation, seed=config.seed, C=config.logreg.C)
 
 
 def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: float) -> int:
@@ -142,11 +143,12 @@ def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: floa
 
 
 def train_setfit(body: SentenceTransformer, train_data: Dataset, validation: Dataset, config: CLConfig, *,
-                 seed: int = 42,
-                 device: str | None = None, logging_steps: int = 10) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+                 seed: int = 42, device: str | None = None, logging_steps: int = 10,
+                 C: float | None = None) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """SetFit with its defaults, through its own ``Trainer``: one epoch of ``CosineSimilarityLoss`` on pairs of
     training texts (score 1 for the same class, 0 otherwise), then ``LogisticRegression()`` on the tuned body's
-    embeddings, the body frozen, its C chosen on ``validation`` as ``logreg``'s (:func:`regression_on_validation`).
+    embeddings, the body frozen, its C chosen on ``validation`` as ``logreg``'s (:func:`regression_on_validation`),
+    unless ``C`` is given.
     ``body`` is tuned in place and becomes the classifier's body.
 
     Our settings map onto SetFit's ``TrainingArguments`` as follows (phase 2's, so that ``setfit`` and ``cl-ft``

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="threephase", description="3-Phase fine-tuning of Transformer text classifiers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce,experiment}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce,experiment,search}")
     run = commands.add_parser("run", help="train one variant and write its run record", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}; with --data-dir, its subfolder if present")
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment import add_experiment_parser
 
     add_experiment_parser(commands)
+    from .search import add_search_parser
+
+    add_search_parser(commands)
     return parser
 
 
@@ -101,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .experiment import experiment_command
 
             return experiment_command(args)
+        if args.command == "search":
+            from .search import search_command
+
+            return search_command(args)
         from .reproduce import reproduce_command
 
         return reproduce_command(args)

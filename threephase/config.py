@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ThreePhaseError
 
 VARIANTS = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "extra-imb", "no-imb", "logreg", "setfit")
-SECTIONS = ("data", "dae", "imbalance", "cl", "joint", "ft")
+SECTIONS = ("data", "dae", "imbalance", "cl", "joint", "ft", "logreg")
 # Settings that hold a dict of their own: ``--set dae.training_args='{"bf16": true}'`` replaces the whole dict,
 # ``--set dae.training_args.bf16=true`` sets one key.
 DICT_SETTINGS = ("dae.training_args", "cl.training_args", "ft.training_args")
@@ -135,6 +135,15 @@ class FTConfig:
 
 
 @dataclass
+class LogRegConfig:
+    """The logistic regression of the baselines ``logreg`` and ``setfit``: ``C`` is scikit-learn's inverse
+    regularisation strength. None chooses it on validation from a small grid (as phase 3 chooses its epoch there);
+    a number fixes it, e.g. the best of ``python -m threephase search``."""
+
+    C: float | None = None
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs; ``RunConfig.from_dict(json.load(f))`` restores a saved ``config.json``."""
 
@@ -154,6 +163,7 @@ class RunConfig:
     cl: CLConfig = field(default_factory=CLConfig)
     joint: JointConfig = field(default_factory=JointConfig)
     ft: FTConfig = field(default_factory=FTConfig)
+    logreg: LogRegConfig = field(default_factory=LogRegConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,6 +234,11 @@ class RunConfig:
         if self.cl.num_pairs is not None and self.cl.num_pairs < 1:
             raise ThreePhaseError(
                 f"cl.num_pairs must be at least 1, got {self.cl.num_pairs}; use null for pair_multiplier's count."
+            )
+        if self.logreg.C is not None and self.logreg.C <= 0:
+            raise ThreePhaseError(
+                f"logreg.C must be positive (scikit-learn's inverse regularisation), got {self.logreg.C}; use null to "
+                "choose it on validation."
             )
         if self.save_steps < 0:
             raise ThreePhaseError(f"save_steps must be 0 (no checkpoints inside a phase) or positive, got {self.save_steps}.")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -27,6 +28,11 @@ from .training import (from_main_process, is_main_process, linear_schedule, trai
                        warn_if_few_steps, world_size)
 
 logger = logging.getLogger(__name__)
+
+
+# Called with (epoch, validation scores) after each phase-3 epoch, when set: how threephase.search prunes a trial
+# (an exception raised in it ends training). A context variable, so that no FTConfig field or signature changes.
+EPOCH_CALLBACK: ContextVar[Callable[[int, dict[str, float]], None] | None] = ContextVar("epoch_callback", default=None)
 
 
 def scores_from_logits(logits: torch.Tensor, labels: Sequence[int]) -> dict[str, Any]:
@@ -78,6 +84,8 @@ class EarlyStopping(TrainerCallback):
         self.history.append({"epoch": epoch, "validation_accuracy": scores["accuracy"],
                              "validation_macro_f1": scores["macro_f1"], "validation_loss": scores["loss"],
                              "train_loss": train_loss})
+        if (callback := EPOCH_CALLBACK.get()) is not None:
+            callback(epoch, scores)
         key = (scores[self.config.metric_for_best_model], -scores["loss"])
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.bad_epochs = key, epoch, 0

@@ -205,7 +205,7 @@ def _check_output(config: RunConfig, output: Path, overwrite: bool, resume: bool
 
 
 def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = False,
-        resume: bool = False) -> RunResult:
+        resume: bool = False, evaluate_test: bool = True) -> RunResult:
     """Run ``config`` end to end; return a :class:`RunResult` (``.metrics``, ``.classifier``, ``.output_dir``) and
     write the run record to ``config.output_dir`` if set.
 
@@ -217,6 +217,10 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     and trainer checkpoints. ``resume=True`` continues a run that was killed, from what it kept; it gives the same
     metrics as the run left alone. ``metrics.json`` is written last, so a folder without it is an unfinished run;
     ``resume=True`` on a finished one returns its saved metrics and the classifier saved in it.
+
+    ``evaluate_test=False`` (what :func:`threephase.search.search` runs) drops the test split as soon as the data
+    is loaded, so no training or scoring step can see it, and ``metrics`` score the validation split instead
+    (``metrics["evaluated_split"]`` says which split was scored).
 
     >>> from threephase import preset_config, run  # doctest: +SKIP
     >>> result = run(preset_config("cpu", "snips2", output_dir="runs/snips2-3p"))  # doctest: +SKIP
@@ -231,6 +235,9 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
             return RunResult(finished, output_dir=output, device=config.device)
     start = time.perf_counter()
     data = load_data(config.data) if data is None else prepare_data(data, config.data)
+    if not evaluate_test:
+        data = DatasetDict({split: rows for split, rows in data.items() if split != "test"})
+    scored = "test" if evaluate_test else "validation"
     fresh = output is not None and not (output / "config.json").is_file()
     if output is not None and is_main_process():
         write_json(output / "config.json", config.to_dict())
@@ -241,10 +248,11 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
         if fresh and is_main_process() and not any((output / "phases").glob("*/" + PHASE_REPORT)):
             shutil.rmtree(output, ignore_errors=True)  # bad input: leave nothing behind
         raise
-    test = evaluate_split(classifier, data["test"]["text"], data["test"]["label"], config.ft.per_device_eval_batch_size)
+    test = evaluate_split(classifier, data[scored]["text"], data[scored]["label"], config.ft.per_device_eval_batch_size)
     label_names = data["train"].features["label"].names
-    metrics = classification_metrics(data["test"]["label"], test["predictions"], label_names)
+    metrics = classification_metrics(data[scored]["label"], test["predictions"], label_names)
     metrics.update({
+        "evaluated_split": scored,
         "variant": config.variant,
         "dataset": config.data.dataset or config.data.data_dir,
         "model": config.model_name_or_path,
