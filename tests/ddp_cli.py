@@ -37,7 +37,8 @@ if __name__ == "__main__":
     classifier = results[0].classifier if results else None
     record = {"code": code,
               "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
-              "body": classifier and weights_hash(classifier.body), "head": classifier and weights_hash(classifier.head),
+              "body": classifier and weights_hash(classifier.body),
+              "head": classifier and weights_hash(classifier.head),
               "phases": sorted(results[0].metrics["phases"]) if results else None}
     with open(f"{prefix}{os.environ.get('RANK', '0')}.json", "w") as handle:
         json.dump(record, handle)
