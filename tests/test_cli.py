@@ -132,3 +132,19 @@ def test_unknown_variant_or_preset_from_a_real_process(flag, value, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "invalid choice" in done.stderr and value in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_device_that_help_offers_is_accepted(capsys, monkeypatch):
+    import re
+
+    import torch
+
+    from threephase.presets import preset_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # help and validate agree on a machine with a GPU
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    offered = set(re.findall(r"\b(?:cpu|mps|cuda(?::\d+)?)\b", capsys.readouterr().out))
+    assert {"cpu", "cuda"} <= offered
+    for device in offered:
+        preset_config("cpu", "snips2", device=device).validate()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ddp_cli import weights_hash  # tests/ is on sys.path (pytest's default import mode)
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +43,44 @@ def test_early_stopping_follows_rank_0(ranks):
     assert ranks[0]["ft_epochs"] == ranks[1]["ft_epochs"]
     assert ranks[0]["ft_best_epoch"] == ranks[1]["ft_best_epoch"]
     assert ranks[0]["frozen_epochs"] == ranks[1]["frozen_epochs"]
+
+
+# Through the command line, so that threephase.run sets the processes up: a frozen-body phase 3 with no trainer phase
+# before it used to crash on rank 1 (no process group yet, so rank 1 got no validation scores from rank 0).
+CLI_VARIANTS = {"ft frozen": ["--variant", "ft", "--set", "ft.freeze_body=true"],
+                "ft trained": ["--variant", "ft"],
+                "three-phase": ["--variant", "three-phase"]}
+
+
+@pytest.mark.parametrize("case", CLI_VARIANTS)
+def test_the_cli_under_torchrun_gives_every_rank_the_same_classifier(case, tmp_path, data_dir):
+    script = Path(__file__).with_name("ddp_cli.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    tiny = [f"--set={setting}" for setting in (
+        "data.train_per_class=4", "data.validation_per_class=2", "data.test_per_class=2", "max_seq_length=16",
+        "ft.num_train_epochs=2", "ft.min_epochs=1", "ft.patience=1", "dae.per_device_train_batch_size=8",
+        "cl.per_device_train_batch_size=8", "ft.per_device_train_batch_size=8", "cl.pair_multiplier=1",
+        "dae.num_train_epochs=1", "save_steps=0")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               str(tmp_path / "rank"), "--", "run", "--dataset", "snips2", "--data-dir", data_dir, "--preset", "cpu",
+               "--seed", "0", "--output", str(tmp_path / "run"), *CLI_VARIANTS[case], *tiny]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and [r["code"] for r in ranks] == [0, 0]
+    assert ranks[0]["head"] == ranks[1]["head"] and ranks[0]["body"] == ranks[1]["body"]
+    assert ranks[0]["phases"] == ranks[1]["phases"] == (["cl", "dae", "ft"] if case == "three-phase" else ["ft"])
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    from threephase import ThreePhaseClassifier
+
+    saved = ThreePhaseClassifier.from_pretrained(tmp_path / "run", device="cpu")
+    assert weights_hash(saved.head) == ranks[0]["head"]
+
+
+def test_deciding_together_without_a_process_group_is_refused(monkeypatch):
+    from threephase.errors import ThreePhaseError
+    from threephase.training import from_main_process
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # launched as two processes, but no group was joined
+    with pytest.raises(ThreePhaseError, match="init_processes"):
+        from_main_process({"accuracy": 1.0})

@@ -111,11 +111,12 @@ def test_cache_key_changes_with_the_phase_settings():
 
 def test_ft_summary_reports_the_best_epoch_of_a_run():
     report = {"best_epoch": 2, "wall_time_s": 12.5, "epochs": [
-        {"epoch": 1, "validation_accuracy": 0.5}, {"epoch": 2, "validation_accuracy": 0.75},
-        {"epoch": 3, "validation_accuracy": 0.7}]}
+        {"epoch": 1, "validation_accuracy": 0.5, "validation_macro_f1": 0.4},
+        {"epoch": 2, "validation_accuracy": 0.75, "validation_macro_f1": 0.7},
+        {"epoch": 3, "validation_accuracy": 0.7, "validation_macro_f1": 0.72}]}
     row = notebook.ft_summary(report, {"accuracy": 0.8, "macro_f1": 0.79})
-    assert row == {"epochs": 3, "best epoch": 2, "validation accuracy": 0.75, "test accuracy": 0.8,
-                   "test macro F1": 0.79, "seconds": 12.5}
+    assert row == {"epochs": 3, "best epoch": 2, "validation accuracy": 0.75, "validation macro F1": 0.7,
+                   "test accuracy": 0.8, "test macro F1": 0.79, "seconds": 12.5}
 
 
 def test_ci_size_shrinks_only_the_cpu_preset(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -33,6 +34,13 @@ def test_notebook_structure(path):
     headings = [line.strip() for line in markdown.splitlines() if line.startswith("#")]
     assert "## Summary" in headings and "## Exercises" in headings
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_notebook_chooses_by_test_scores(path):
+    # The test split is read once, to report; a choice (a body, a setting, a variant) is made on validation.
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert not re.search(r"\[[\"']test [^\"']*[\"']\]\s*\.\s*(idxmax|idxmin|argmax|argmin)\(", code)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ settings, the data seed, a frozen body that encodes once, Joint's balance."""
 
 import hashlib
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,6 +57,50 @@ def test_phase1_starts_from_the_body_in_memory(body):
     assert weights_hash(body) == edited
     decoder_embeddings = loss.decoder.bert.embeddings.word_embeddings.weight
     assert decoder_embeddings.data_ptr() == body.transformers_model.embeddings.word_embeddings.weight.data_ptr()
+
+
+def tiny_bert(folder: Path, with_head: bool) -> Path:
+    """A tiny BERT checkpoint (safetensors) with its tokenizer; with its pre-trained MLM head or without one."""
+    from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "some", "jazz", "book", "a", "table"]
+    (folder / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    torch.manual_seed(0)
+    (BertForMaskedLM if with_head else BertModel)(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_phase1_decoder_keeps_the_checkpoints_lm_head_and_the_body_in_memory(tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tiny_bert(tmp_path / "mlm", with_head=True)
+    saved = load_file(str(folder / "model.safetensors"))
+    body = load_body(str(folder))  # a plain Transformer: mean pooling is added
+    query = body.transformers_model.encoder.layer[0].attention.self.query.weight
+    with torch.no_grad():
+        query.add_(1.0)  # an edit that exists in memory only
+    edited = query.detach().clone()
+    loss = TiedDenoisingAutoEncoderLoss(body)
+    head = loss.decoder.cls.predictions
+    # The pre-trained head, as saved (not a random one) ...
+    for name in ("transform.dense.weight", "transform.dense.bias", "transform.LayerNorm.weight", "bias"):
+        assert torch.equal(head.get_parameter(name).detach(), saved[f"cls.predictions.{name}"]), name
+    assert not torch.equal(edited, saved["bert.encoder.layer.0.attention.self.query.weight"])
+    # ... and the body's weights as they are in memory, tied to the decoder's.
+    tied = body.transformers_model.encoder.layer[0].attention.self.query.weight
+    assert torch.equal(tied.detach(), edited)
+    assert tied.data_ptr() == loss.decoder.bert.encoder.layer[0].attention.self.query.weight.data_ptr()
+
+
+def test_phase1_says_when_the_checkpoint_has_no_lm_head(tmp_path, caplog):
+    body = load_body(str(tiny_bert(tmp_path / "plain", with_head=False)))
+    with caplog.at_level(logging.INFO, logger="threephase.phases"):
+        TiedDenoisingAutoEncoderLoss(body)
+    assert "has no LM head" in caplog.text and "starts random" in caplog.text
 
 
 def test_pooling_replaces_only_the_pooling_module(body):

@@ -50,3 +50,18 @@ def test_imbalance_factor_below_one_is_refused():
     config.data.imbalance_factor = 0.5
     with pytest.raises(ThreePhaseError, match="imbalance_factor"):
         config.validate()
+
+
+@pytest.mark.parametrize("sizes, total", [((444, 428), 871), ((50, 30, 20), 98), ((50, 30, 20), 99)])
+def test_a_cap_just_below_the_split_size_still_draws(sizes, total):
+    # scikit-learn cannot stratify fewer left-out rows than classes; the largest classes give one row each.
+    drawn = subsample(frame(sizes), total=total, seed=0)
+    assert len(drawn) == total and drawn["text"].is_unique
+    left_out = pd.Series(sizes) - drawn["label"].value_counts().sort_index()
+    assert list(left_out) == [1] * (sum(sizes) - total) + [0] * (len(sizes) - sum(sizes) + total)
+
+
+def test_a_near_full_validation_cap_on_sst2(data_dir):
+    data = load_data(dataset="sst2", data_dir=data_dir, max_validation_samples=871, max_train_samples=20,
+                     max_test_samples=20)
+    assert len(data["validation"]) == 871

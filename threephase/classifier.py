@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.util import get_device_name
 from torch import nn
 
 from .errors import ThreePhaseError
@@ -186,7 +187,8 @@ class ThreePhaseClassifier:
                         revision: str | None = None, token: str | None = None) -> ThreePhaseClassifier:
         """Load a classifier folder, a run folder (its ``classifier/``), or a Hub repository.
 
-        Only safetensors weights are read, and no remote code runs.
+        Only safetensors weights are read, and no remote code runs. ``device`` None picks it as sentence-transformers
+        does: CUDA, else Apple's MPS, else the CPU.
         """
         path = _local_folder(path_or_repo_id, revision, token)
         if not (path / SETTINGS_FILE).is_file() and (path / "classifier").is_dir():
@@ -203,7 +205,7 @@ class ThreePhaseClassifier:
                 "sentence-transformers files): pass the folder that ThreePhaseClassifier.save_pretrained or "
                 "`threephase run` wrote, or its run folder."
             )
-        body = open_body(str(body_path), device=device)
+        body = open_body(str(body_path), device=device or get_device_name())
         head = MLPHead(**settings["head"])
         head.load_state_dict(load_file(str(path / HEAD_FILE)))
         labels = [settings["id2label"][str(i)] for i in range(len(settings["id2label"]))]

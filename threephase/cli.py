@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="JSON file of settings, nested or dotted keys (applied after the preset)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one setting, e.g. --set ft.learning_rate=2e-5 (repeatable; after --config)")
-    run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    run.add_argument("--device", help="cpu or cuda (default: cuda when available); for another GPU, set "
+                     "CUDA_VISIBLE_DEVICES")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--resume", action="store_true",
                      help="continue a killed run in --output from its finished phases and newest checkpoint "

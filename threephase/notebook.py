@@ -151,11 +151,12 @@ def cached_run(config: RunConfig, data=None):
 
 
 def ft_summary(report: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """One row about a phase 3 / FT run: its epochs, best validation epoch and score, test scores and seconds.
+    """One row about a phase 3 / FT run: its epochs, best validation epoch and scores, test scores and seconds.
 
     ``report`` is what :func:`~threephase.train_ft` returns, ``metrics`` the test
     :func:`~threephase.records.classification_metrics`."""
     best = next(e for e in report["epochs"] if e["epoch"] == report["best_epoch"])
     return {"epochs": len(report["epochs"]), "best epoch": report["best_epoch"],
-            "validation accuracy": best["validation_accuracy"], "test accuracy": metrics["accuracy"],
+            "validation accuracy": best["validation_accuracy"], "validation macro F1": best["validation_macro_f1"],
+            "test accuracy": metrics["accuracy"],
             "test macro F1": metrics["macro_f1"], "seconds": report["wall_time_s"]}

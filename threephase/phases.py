@@ -20,6 +20,7 @@ from sentence_transformers.sentence_transformer.losses.denoising_auto_encoder im
 from sentence_transformers.sentence_transformer.modules import Transformer
 from torch import nn
 from transformers import AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
 
 from .config import CLConfig, DAEConfig, ImbalanceConfig
 from .errors import ThreePhaseError
@@ -36,7 +37,8 @@ class TiedDenoisingAutoEncoderLoss(DenoisingAutoEncoderLoss):
 
     Upstream builds the decoder from the checkpoint named in the body's config and then points the encoder at the
     decoder's weights, so a body trained or edited in memory would restart from the weights on disk. Here the decoder
-    is built from the config alone and takes the body's current weights before the two are tied.
+    is loaded from that checkpoint too (for its pre-trained LM head), then takes the body's current weights before the
+    two are tied.
     The body is registered as ``model`` (and only there), so that the trainer swaps the DDP-wrapped body in; the
     upstream ``forward`` reads it as ``encoder``.
     """
@@ -52,7 +54,7 @@ class TiedDenoisingAutoEncoderLoss(DenoisingAutoEncoderLoss):
         config = copy.deepcopy(encoder.config)
         config.is_decoder, config.add_cross_attention = True, True
         try:
-            self.decoder = AutoModelForCausalLM.from_config(config)
+            self.decoder = _decoder(config, encoder)
         except ValueError as err:
             raise ThreePhaseError(
                 f"Phase 1 / DAE cannot build a decoder for a {type(encoder).__name__} body ({err}): TSDAE needs an "
@@ -69,6 +71,33 @@ class TiedDenoisingAutoEncoderLoss(DenoisingAutoEncoderLoss):
     @property
     def encoder(self) -> nn.Module:
         return self.model
+
+
+def _decoder(config, encoder: nn.Module) -> nn.Module:
+    """The causal-LM decoder, with the LM head of the checkpoint the body was loaded from when it has one.
+
+    A pre-trained LM head (BERT's ``cls.predictions``, RoBERTa's ``lm_head``) is loaded as upstream's
+    DenoisingAutoEncoderLoss loads it; the caller then copies the body's in-memory weights into the rest. A
+    checkpoint without a head (a sentence-transformers body such as all-MiniLM) leaves it randomly initialised."""
+    source = encoder.config._name_or_path
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # transformers' table of the missing keys: what matters is said below
+    try:
+        decoder, info = AutoModelForCausalLM.from_pretrained(
+            source, config=config, use_safetensors=True, trust_remote_code=False, dtype=encoder.dtype,
+            output_loading_info=True)
+    except OSError as err:  # no such folder or Hub id, no safetensors weights, or the Hub is out of reach
+        logger.warning("Phase 1 / DAE: the decoder's LM head starts random: could not load it from %r (%s).",
+                       source, err)
+        return AutoModelForCausalLM.from_config(config)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    base = decoder.base_model_prefix
+    head = [key for key in info["missing_keys"] if not key.startswith(f"{base}.") and "crossattention" not in key]
+    if head:
+        logger.info("Phase 1 / DAE: %r has no LM head (%s), so the decoder's head starts random.", source,
+                    ", ".join(sorted(head)[:3]) + (", ..." if len(head) > 3 else ""))
+    return decoder
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"tie_encoder_decoder": True}

@@ -22,9 +22,17 @@ def subsample(frame: pd.DataFrame, per_class: int | None = None, total: int | No
             for _, group in frame.groupby("label", sort=True)
         )
     if total is not None and total < len(frame):
+        frame = frame.reset_index(drop=True)
         counts = frame["label"].value_counts()
-        stratify = frame["label"] if counts.min() >= 2 and total >= len(counts) else None
-        drawn, rest = train_test_split(frame, train_size=total, stratify=stratify, random_state=seed)
+        if len(frame) - total < len(counts):
+            # Too few rows left out for scikit-learn to stratify them (it needs one per class on each side): leave
+            # out one row of each of the largest classes, which is what a proportional draw would do.
+            largest = counts.sort_values(ascending=False, kind="stable").index[:len(frame) - total]
+            left_out = [frame[frame["label"] == label].sample(n=1, random_state=seed).index[0] for label in largest]
+            drawn, rest = frame.drop(index=left_out), frame.loc[left_out]
+        else:
+            stratify = frame["label"] if counts.min() >= 2 and total >= len(counts) else None
+            drawn, rest = train_test_split(frame, train_size=total, stratify=stratify, random_state=seed)
         topped = [drawn]
         for label, group in rest.groupby("label", sort=True):
             missing = min_per_class - int((drawn["label"] == label).sum())
