@@ -100,8 +100,11 @@ _CPU = {
     "data": {"max_train_samples": 448, "max_validation_samples": 168, "max_test_samples": 700, "min_per_class": 8},
     "dae": {"learning_rate": 5e-5, "num_train_epochs": 1, "per_device_train_batch_size": 16, "deletion_ratio": 0.6},
     "cl": {"learning_rate": 5e-5, "pair_multiplier": 1, "per_device_train_batch_size": 16},
-    "ft": {"learning_rate": 1e-4, "head_learning_rate": 2e-3, "num_train_epochs": 10, "min_epochs": 5, "patience": 3,
-           "per_device_train_batch_size": 16},
+    # Phase 3 as measured on validation (book: "A fair fight"): on a long tail, plain cross-entropy with accuracy
+    # selection stopped near chance (validation loss ≈ ln K); class weights, macro-F1 selection and 20 epochs with
+    # patience 5 bring the loss far below it. On balanced classes the weights are all 1 and macro-F1 ≈ accuracy.
+    "ft": {"learning_rate": 1e-4, "head_learning_rate": 2e-3, "num_train_epochs": 20, "min_epochs": 5, "patience": 5,
+           "per_device_train_batch_size": 16, "class_weights": "balanced", "metric_for_best_model": "macro_f1"},
 }
 
 
