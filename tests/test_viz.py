@@ -155,3 +155,13 @@ def test_plot_confusion_matrix_writes_counts():
     assert [t.get_text() for t in ax.texts] == ["5", "1", "0", "7"]
     assert np.array_equal(ax.images[0].get_array(), [[5, 1], [0, 7]])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["p", "q"]
+
+
+def test_per_class_table_keeps_support_whole_and_drops_accuracy():
+    from threephase.records import classification_metrics
+
+    metrics = classification_metrics([0, 1, 1, 2, 2, 2], [0, 1, 2, 2, 2, 0], ["a", "b", "c"])
+    table = viz.per_class_table(metrics)
+    assert list(table.index) == ["a", "b", "c", "macro avg", "weighted avg"]
+    assert table["support"].dtype.kind == "i" and table["support"].tolist() == [1, 2, 3, 6, 6]
+    assert list(viz.per_class_table(metrics, ["c", "a"]).index[:2]) == ["c", "a"]

@@ -218,6 +218,15 @@ def plot_ft_curves(epochs: Sequence[Mapping[str, float]], best_epoch: int | None
     return fig
 
 
+def per_class_table(metrics: Mapping[str, Any], label_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Precision, recall, F1 and support of each class (then the macro and weighted averages) from the metrics of
+    :func:`~threephase.records.classification_metrics`; the support is a count and stays an integer."""
+    report = metrics["per_class"]
+    rows = list(label_names or metrics["label_names"]) + [k for k in ("macro avg", "weighted avg") if k in report]
+    table = pd.DataFrame([report[row] for row in rows], index=rows)[["precision", "recall", "f1-score", "support"]]
+    return table.astype({"support": int})
+
+
 def plot_confusion_matrix(matrix, label_names: Sequence[str], ax=None):
     """The confusion matrix (rows: true class, columns: predicted) with counts in the cells; returns the axes."""
     m = np.asarray(matrix)
