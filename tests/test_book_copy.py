@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import nbformat
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "book").glob("*.md"))
@@ -34,9 +33,8 @@ def test_glossary_defines_the_vocabulary_and_is_in_the_toc():
     terms = {line.strip() for line in glossary.splitlines() if line and not line.startswith((" ", "#", ":"))}
     missing = [term for term in VOCABULARY if not any(t == term or t.startswith(term + " (") for t in terms)]
     assert not missing, f"the glossary lacks {missing}"
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
-    assert "book/glossary" in files
+    toc = (ROOT / "_toc.yml").read_text().splitlines()
+    assert "- file: book/glossary" in [line.strip() for line in toc]
 
 
 def _exercises(text: str) -> list[str]:
