@@ -43,13 +43,20 @@ def _save(fig, name: str, out: Path) -> Path:
     return path
 
 
+def worked_example_labels(min_ratio: float, max_ratio: float) -> dict[str, str]:
+    """Each worked-example class's mark: old size -> new size, and its resize ratio, all from the library."""
+    ratios = resize_ratios(WORKED_EXAMPLE, min_ratio, max_ratio)
+    new_sizes = resized_sizes(WORKED_EXAMPLE, min_ratio, max_ratio)
+    return {name: f"{size} → {new_sizes[name]}\n$r$ = {'1' if ratios[name] == 1 else f'{ratios[name]:.4f}'}"
+            for name, size in WORKED_EXAMPLE.items()}
+
+
 def resize_figure(out: Path) -> Path:
     """f(x) on a log axis, the min_ratio cut-off and the worked example's classes at their resize ratios."""
     defaults = ImbalanceConfig()
     low, high = defaults.min_ratio, defaults.max_ratio
     largest = max(WORKED_EXAMPLE.values())
     ratios = resize_ratios(WORKED_EXAMPLE, low, high)
-    new_sizes = resized_sizes(WORKED_EXAMPLE, low, high)
     cut = largest ** ((high - low) / high)  # f(cut) = min_ratio: the largest class that is resized
 
     fig, ax = plt.subplots(figsize=(6.5, 3.9), layout="constrained")
@@ -72,13 +79,12 @@ def resize_figure(out: Path) -> Path:
                 fontsize=SMALLEST_PT, color="dimgrey", ha="center",
                 arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.8})
     places = {"A": ((5, 12), "right"), "B": ((0, -36), "center"), "C": ((8, 14), "left"), "D": ((12, 6), "left")}
+    labels = worked_example_labels(low, high)
     for name, size in WORKED_EXAMPLE.items():
-        ratio = ratios[name]
         offset, align = places[name]
-        ax.plot([size], [ratio], "o", color="k", ms=6, zorder=5)
-        shown = "1" if ratio == 1 else f"{ratio:.4f}"
-        ax.annotate(f"{size} → {new_sizes[name]}\n$r$ = {shown}", (size, ratio), offset,
-                    textcoords="offset points", fontsize=SMALLEST_PT, ha=align)
+        ax.plot([size], [ratios[name]], "o", color="k", ms=6, zorder=5)
+        ax.annotate(labels[name], (size, ratios[name]), offset, textcoords="offset points", fontsize=SMALLEST_PT,
+                    ha=align)
     ax.set_xscale("log")
     ax.set_xlim(1, largest * 1.15)
     ax.set_ylim(0, high + 0.4)
