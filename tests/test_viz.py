@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import pandas as pd  # noqa: E402
 from datasets import ClassLabel, Dataset, Features, Value  # noqa: E402
 
 from threephase import viz  # noqa: E402
@@ -155,3 +156,50 @@ def test_plot_confusion_matrix_writes_counts():
     assert [t.get_text() for t in ax.texts] == ["5", "1", "0", "7"]
     assert np.array_equal(ax.images[0].get_array(), [[5, 1], [0, 7]])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["p", "q"]
+
+
+def test_per_class_table_keeps_support_whole_and_drops_accuracy():
+    from threephase.records import classification_metrics
+
+    metrics = classification_metrics([0, 1, 1, 2, 2, 2], [0, 1, 2, 2, 2, 0], ["a", "b", "c"])
+    table = viz.per_class_table(metrics)
+    assert list(table.index) == ["a", "b", "c", "macro avg", "weighted avg"]
+    assert table["support"].dtype.kind == "i" and table["support"].tolist() == [1, 2, 3, 6, 6]
+    assert list(viz.per_class_table(metrics, ["c", "a"]).index[:2]) == ["c", "a"]
+
+
+def test_small_multiples_draws_one_titled_panel_per_value():
+    drawn = []
+
+    def draw(ax, value):
+        drawn.append(value)
+        ax.plot([0, 1], [0, value], label="line")
+        ax.legend()
+
+    fig = viz.small_multiples(draw, [2, 4.5, 10], "max_ratio", ncols=2)
+    assert drawn == [2, 4.5, 10]
+    assert len(fig.axes) == 3  # the fourth slot of the 2 x 2 grid is removed
+    assert [ax.get_title() for ax in fig.axes] == ["max_ratio = 2", "max_ratio = 4.5", "max_ratio = 10"]
+    assert fig.axes[0].get_legend() is not None and all(ax.get_legend() is None for ax in fig.axes[1:])
+    with pytest.raises(ValueError):
+        viz.small_multiples(draw, [], "max_ratio")
+
+
+def test_resize_multiples_shows_the_resizing_at_each_max_ratio():
+    fig = viz.resize_multiples(SIZES, 1.5, (4, 20))
+    assert [ax.get_title() for ax in fig.axes] == ["max_ratio = 4", "max_ratio = 20"]
+    for ax, max_ratio in zip(fig.axes, (4, 20)):
+        after = [bar.get_height() for bar in ax.containers[1]]
+        assert after == list(viz.resized_sizes(SIZES, 1.5, max_ratio).values())
+        assert ax.get_yscale() == "log"
+    assert fig.axes[0].get_xlabel() == "2 of 4 classes resized"
+
+
+def test_long_tail_multiples_reshapes_the_split_per_factor():
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(90)], "label": [0] * 30 + [1] * 30 + [2] * 30})
+    names = ["a", "b", "c"]
+    assert viz.long_tail_sizes(frame, 1, names) == {"a": 30, "b": 30, "c": 30}
+    assert viz.long_tail_sizes(frame, 10, names) == {"a": 30, "b": 9, "c": 3}
+    fig = viz.long_tail_multiples(frame, names, (1, 10))
+    assert [ax.get_title() for ax in fig.axes] == ["imbalance_factor = 1", "imbalance_factor = 10"]
+    assert [bar.get_height() for bar in fig.axes[1].containers[0]] == [30, 9, 3]

@@ -49,7 +49,7 @@ def scores_from_logits(logits: torch.Tensor, labels: Sequence[int]) -> dict[str,
 
 
 def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
-    """n / (K × n_c) per class c, as scikit-learn's "balanced": a rare class weighs as much in total as a common one."""
+    """n / (K × n_k) per class k, as scikit-learn's "balanced": a rare class weighs as much in total as a common one."""
     counts = torch.bincount(torch.as_tensor(list(labels)), minlength=num_labels).float()
     return len(labels) / (num_labels * counts.clamp(min=1))
 

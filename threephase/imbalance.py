@@ -1,10 +1,10 @@
 """The imbalance correction before phase 2 (paper §2.2.1, eq. 4-6): small classes get extra copies.
 
-For class sizes ``x_k`` with ``M = max_k x_k``, the resize ratio of a class is::
+For class sizes ``n_k`` with ``M = max_k n_k``, the resize ratio of a class is::
 
-    f(x) = ln(M / x) * max_ratio / ln(M),      ratio_k = f(x_k) if f(x_k) >= min_ratio else 1,
+    f(x) = ln(M / x) * max_ratio / ln(M),      ratio_k = f(n_k) if f(n_k) >= min_ratio else 1,
 
-and its new size is ``round(ratio_k * x_k)``. ``f(1) = max_ratio``, ``f(M) = 0`` and ``f = 1`` at
+and its new size is ``round(ratio_k * n_k)``. ``f(1) = max_ratio``, ``f(M) = 0`` and ``f = 1`` at
 :func:`crossing_point`. With the default ratios only really skewed data are touched.
 """
 

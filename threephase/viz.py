@@ -2,7 +2,8 @@
 FT curves, confusion matrices. (Caching trained bodies and runs is in :mod:`threephase.notebook`.)
 
 Every plotting function draws on the ``ax`` it is given (or a new figure) and returns the axes or figure, so that the
-caller can inspect or save it. Matplotlib is imported lazily; ipywidgets only by :func:`resize_widget`.
+caller can inspect or save it. Matplotlib is imported lazily; ipywidgets only by :func:`resize_widget`. Beside each
+widget the notebooks draw :func:`small_multiples` of the same knob, which the static book can show.
 """
 
 from __future__ import annotations
@@ -97,6 +98,63 @@ def resize_widget(class_sizes: Mapping[str, int], min_ratio: float = 1.5, max_ra
         max_ratio=widgets.FloatSlider(value=max_ratio, min=0.5, max=30, description="max_ratio", **slider),
         whole_copies=widgets.Checkbox(value=False, description="whole_copies"),
     )
+
+
+def small_multiples(draw, values: Sequence, name: str, *, ncols: int = 2, panel_size: tuple[float, float] = (4.6, 3.2)):
+    """One panel per value of a knob, ``draw(ax, value)`` on each, titled ``"name = value"``; returns the figure.
+
+    The static stand-in for a widget: the built book has no kernel to move a slider, so it shows the knob at a few
+    settings side by side. Only the first panel keeps its legend (the others would repeat it)."""
+    import matplotlib.pyplot as plt
+
+    values = list(values)
+    if not values:
+        raise ValueError("small_multiples needs at least one value to draw.")
+    ncols = min(ncols, len(values))
+    nrows = -(-len(values) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
+                             layout="constrained", squeeze=False)
+    panels = list(axes.flat)
+    for index, (ax, value) in enumerate(zip(panels, values)):
+        draw(ax, value)
+        ax.set_title(f"{name} = {value:g}" if isinstance(value, (int, float)) else f"{name} = {value}")
+        if index and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    for ax in panels[len(values):]:
+        ax.remove()
+    return fig
+
+
+def _resize_bars(ax, sizes: Mapping[str, int], min_ratio: float, max_ratio: float):
+    after = resized_sizes(sizes, min_ratio, max_ratio)
+    plot_class_sizes(sizes, after, ax=ax)
+    ax.set_yscale("log")  # the small classes, the ones that change, would vanish on a linear axis
+    changed = sum(after[name] != sizes[name] for name in sizes)
+    ax.set_xlabel(f"{changed} of {len(sizes)} classes resized")
+
+
+def resize_multiples(class_sizes: Mapping[str, int], min_ratio: float = 1.5,
+                     max_ratios: Sequence[float] = (2, 4, 10, 20)):
+    """Class sizes before and after the resizing at several ``max_ratio`` values (what :func:`resize_widget`'s
+    slider changes), one panel each; returns the figure."""
+    return small_multiples(lambda ax, r: _resize_bars(ax, class_sizes, min_ratio, r), max_ratios, "max_ratio")
+
+
+def long_tail_sizes(frame: pd.DataFrame, factor: float, label_names: Sequence[str], seed: int = 0) -> dict[str, int]:
+    """The class sizes that :func:`~threephase.sampling.long_tail` leaves with ``factor``, by class name."""
+    from .sampling import long_tail
+
+    counts = long_tail(frame, factor, seed)["label"].value_counts().sort_index()
+    return {label_names[i]: int(n) for i, n in counts.items()}
+
+
+def long_tail_multiples(frame: pd.DataFrame, label_names: Sequence[str], factors: Sequence[float] = (1, 10, 30, 100),
+                        min_ratio: float = 1.5, max_ratio: float = 4.0, seed: int = 0):
+    """Class sizes before and after the resizing of a long-tailed split at several ``data.imbalance_factor`` values,
+    one panel each; returns the figure."""
+    return small_multiples(
+        lambda ax, factor: _resize_bars(ax, long_tail_sizes(frame, factor, label_names, seed), min_ratio, max_ratio),
+        factors, "imbalance_factor")
 
 
 def resize_table(sizes_by_name: Mapping[str, Mapping[str, int]], min_ratio: float = 1.5,
@@ -216,6 +274,15 @@ def plot_ft_curves(epochs: Sequence[Mapping[str, float]], best_epoch: int | None
         ax.set_ylabel(name)
         ax.legend()
     return fig
+
+
+def per_class_table(metrics: Mapping[str, Any], label_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Precision, recall, F1 and support of each class (then the macro and weighted averages) from the metrics of
+    :func:`~threephase.records.classification_metrics`; the support is a count and stays an integer."""
+    report = metrics["per_class"]
+    rows = list(label_names or metrics["label_names"]) + [k for k in ("macro avg", "weighted avg") if k in report]
+    table = pd.DataFrame([report[row] for row in rows], index=rows)[["precision", "recall", "f1-score", "support"]]
+    return table.astype({"support": int})
 
 
 def plot_confusion_matrix(matrix, label_names: Sequence[str], ax=None):
