@@ -68,3 +68,17 @@ def test_link_helpers():
         "https://colab.research.google.com/github/threephase/threephase/blob/main/notebooks/x.ipynb")
     assert links.github_url("notebooks/x.ipynb") == "https://github.com/threephase/threephase/blob/main/notebooks/x.ipynb"
     assert links.install_requirement("") == "threephase @ git+https://github.com/threephase/threephase"
+
+
+def test_pages_workflow_builds_at_the_published_size():
+    from threephase import notebook
+
+    for workflow in (ROOT / ".github" / "workflows").glob("*.yml"):
+        text = workflow.read_text()
+        if "jupyter-book build" not in text:
+            continue
+        env = yaml.safe_load(text)["jobs"]["build"]["env"]
+        assert env[notebook.SIZE_ENV] == notebook.PUBLISHED_SIZE and notebook.PUBLISHED_SIZE in notebook.SIZES
+        assert "scripts/fetch_mathjax.sh" in text, "the published book serves MathJax itself too"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"{notebook.SIZE_ENV}=ci" in ci and "ci" in notebook.SIZES
