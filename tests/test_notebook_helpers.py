@@ -156,3 +156,16 @@ def test_every_notebook_shows_the_size_banner_near_the_top(path):
     # The install cell, then the imports cell, which ends with the banner (its last expression is displayed).
     imports = next(c for c in code if "import" in c.source and "google.colab" not in c.source)
     assert imports.source.rstrip().splitlines()[-1].startswith("size_banner()")
+
+
+def test_interact_in_a_book_build_draws_the_initial_state_without_widgets(monkeypatch):
+    calls = []
+
+    def show(factor=10.0):
+        calls.append(factor)
+
+    monkeypatch.setenv(notebook.BUILD_ENV, "1")
+    assert notebook.interact(show, factor=(1.0, 100.0, 1.0)) is None and calls == [10.0]
+    monkeypatch.setenv(notebook.BUILD_ENV, "")
+    live = notebook.interact(show, factor=(1.0, 100.0, 1.0))
+    assert live.widget.children[0].value == 10.0 and live.widget.children[0].max == 100.0

@@ -55,6 +55,29 @@ def ci_size() -> bool:
     return notebook_size() == "ci"
 
 
+# Set by the book's Sphinx extension (book/_ext/book_site.py) for the kernels a `jupyter-book build` starts.
+BUILD_ENV = "THREEPHASE_BOOK_BUILD"
+
+
+def static_widgets() -> bool:
+    """True inside a book build: no front end is there to move a slider, and a cell that creates ipywidgets can
+    stall the headless execution until its timeout (kernel and client both idle; the open nbclient/ipywidgets
+    deadlock, jupyter/nbclient#312, jupyter/nbconvert#2029). Jupyter and Colab get the live widgets."""
+    return os.environ.get(BUILD_ENV, "").strip() not in ("", "0")
+
+
+def interact(fn: Callable[..., Any], **controls):
+    """``ipywidgets.interact(fn, **controls)`` in Jupyter or Colab (``controls`` as ipywidgets abbreviations, e.g.
+    ``(1.0, 100.0, 1.0)`` for a float slider starting at ``fn``'s default); in a book build, ``fn()`` once with its
+    defaults and no widget at all, so the page shows the initial state as a static output."""
+    if static_widgets():
+        fn()
+        return None
+    import ipywidgets
+
+    return ipywidgets.interact(fn, **controls)
+
+
 class SizeBanner:
     """A warning box shown at the top of a notebook executed at the CI size (HTML in the book and in Jupyter)."""
 
