@@ -4,11 +4,13 @@ runs (real, tiny training on snips2)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import nbformat
 import pytest
 from conftest import tiny_config
 
-from threephase import ThreePhaseError, notebook, preset_config
+from threephase import ThreePhaseError, links, notebook, preset_config
 
 
 def test_notebook_config_applies_the_parameters_and_keeps_the_preset_for_none():
@@ -127,3 +129,44 @@ def test_ci_size_shrinks_only_the_cpu_preset(monkeypatch):
     assert notebook.notebook_config("paper", "snips2").data.train_per_class is None
     monkeypatch.delenv(notebook.SIZE_ENV)
     assert notebook.notebook_config("cpu", "snips2", cpu_defaults=notebook.SMALL).data.train_per_class == 16
+
+
+def test_size_banner_shows_only_at_the_ci_size(monkeypatch):
+    monkeypatch.setenv(notebook.SIZE_ENV, "ci")
+    banner = notebook.size_banner()
+    html = banner._repr_html_()
+    assert notebook.SizeBanner.css_class in html and "only prove that the code runs" in html
+    assert links.BOOK_URL in html and "CI-size" in repr(banner)
+    for published in ("book", "BOOK ", ""):
+        monkeypatch.setenv(notebook.SIZE_ENV, published)
+        assert notebook.size_banner() is None and notebook.notebook_size() == "book"
+    monkeypatch.delenv(notebook.SIZE_ENV)
+    assert notebook.size_banner() is None
+
+
+def test_an_unknown_notebook_size_is_an_error_not_the_default(monkeypatch):
+    monkeypatch.setenv(notebook.SIZE_ENV, "cl")
+    with pytest.raises(ThreePhaseError, match="not a notebook size.*book, ci"):
+        notebook.notebook_size()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")),
+                         ids=lambda p: p.name)
+def test_every_notebook_shows_the_size_banner_near_the_top(path):
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    # The install cell, then the imports cell, which ends with the banner (its last expression is displayed).
+    imports = next(c for c in code if "import" in c.source and "google.colab" not in c.source)
+    assert imports.source.rstrip().splitlines()[-1].startswith("size_banner()")
+
+
+def test_interact_in_a_book_build_draws_the_initial_state_without_widgets(monkeypatch):
+    calls = []
+
+    def show(factor=10.0):
+        calls.append(factor)
+
+    monkeypatch.setenv(notebook.BUILD_ENV, "1")
+    assert notebook.interact(show, factor=(1.0, 100.0, 1.0)) is None and calls == [10.0]
+    monkeypatch.setenv(notebook.BUILD_ENV, "")
+    live = notebook.interact(show, factor=(1.0, 100.0, 1.0))
+    assert live.widget.children[0].value == 10.0 and live.widget.children[0].max == 100.0

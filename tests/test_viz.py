@@ -64,6 +64,13 @@ def test_resize_widget_has_sliders_and_redraws():
     assert bars[1].get_height() > 300  # with max_ratio 20 the class of 300 is resized too
 
 
+def test_resize_widget_in_a_book_build_creates_no_widget(monkeypatch, capsys):
+    from threephase import notebook
+
+    monkeypatch.setenv(notebook.BUILD_ENV, "1")
+    assert viz.resize_widget(SIZES) is None and "need a running kernel" in capsys.readouterr().out
+
+
 def test_resize_table_counts_resized_classes():
     table = viz.resize_table({"worked": SIZES, "balanced": {"x": 50, "y": 40}})
     assert table.loc["worked", "classes resized"] == 2 and table.loc["balanced", "classes resized"] == 0

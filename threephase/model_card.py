@@ -11,8 +11,10 @@ from typing import Any
 
 from huggingface_hub import ModelCardData
 
+from .links import REPOSITORY_URL, install_requirement
+
 REPO_ID_PLACEHOLDER = "your-name/your-model"  # a card saved before any push names no repository yet
-INSTALL = 'pip install "threephase @ git+https://github.com/threephase/threephase"'
+INSTALL = f'pip install "{install_requirement("")}"'
 
 _PHASES = {
     "three-phase": "phase 1 / DAE → phase 2 / CL (resized classes) → phase 3 / FT",
@@ -71,7 +73,7 @@ def model_card(config: dict[str, Any], repo_id: str = REPO_ID_PLACEHOLDER) -> st
         f"# ThreePhaseClassifier: {variant} on {dataset}",
         "",
         "A text classifier trained with 3-Phase fine-tuning (López-Ávila & Suárez-Paniagua, EMNLP 2023) using the "
-        "[threephase](https://github.com/threephase/threephase) library.",
+        f"[threephase]({REPOSITORY_URL}) library.",
         "",
         "This repository holds two parts:",
         "",

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, apply_overrides
+from .errors import ThreePhaseError
+from .links import BOOK_URL
 from .presets import preset_config
 from .records import atomic_dir
 
@@ -31,11 +33,72 @@ SMALL = {"data.train_per_class": 16, "data.validation_per_class": 20, "data.test
 CI_SIZE = {"data.train_per_class": 6, "data.validation_per_class": 3, "data.test_per_class": 6, "max_seq_length": 24,
            "dae.num_train_epochs": 1, "cl.pair_multiplier": 1, "ft.num_train_epochs": 2, "ft.min_epochs": 1}
 SIZE_ENV = "THREEPHASE_NOTEBOOK_SIZE"
+# The sizes ``$THREEPHASE_NOTEBOOK_SIZE`` may name. ``book`` (the default) is each notebook's own size, which made
+# the published pages (the Pages workflow sets it); ``ci`` is :data:`CI_SIZE`.
+SIZES = ("book", "ci")
+PUBLISHED_SIZE = "book"
+
+
+def notebook_size() -> str:
+    """The size named by ``$THREEPHASE_NOTEBOOK_SIZE`` (one of :data:`SIZES`; unset or empty is ``book``).
+
+    An unknown name is an error rather than the default, so that a misspelt size cannot publish the wrong book."""
+    name = os.environ.get(SIZE_ENV, "").strip().lower() or PUBLISHED_SIZE
+    if name not in SIZES:
+        raise ThreePhaseError(f"${SIZE_ENV}={os.environ[SIZE_ENV]!r} is not a notebook size: set it to one of "
+                              f"{', '.join(SIZES)} (or leave it unset for {PUBLISHED_SIZE!r})")
+    return name
 
 
 def ci_size() -> bool:
     """True when ``$THREEPHASE_NOTEBOOK_SIZE`` is ``ci``: the cpu preset then runs at :data:`CI_SIZE`."""
-    return os.environ.get(SIZE_ENV, "").strip().lower() == "ci"
+    return notebook_size() == "ci"
+
+
+# Set by the book's Sphinx extension (book/_ext/book_site.py) for the kernels a `jupyter-book build` starts.
+BUILD_ENV = "THREEPHASE_BOOK_BUILD"
+
+
+def static_widgets() -> bool:
+    """True inside a book build: no front end is there to move a slider, and a cell that creates ipywidgets can
+    stall the headless execution until its timeout (kernel and client both idle; the open nbclient/ipywidgets
+    deadlock, jupyter/nbclient#312, jupyter/nbconvert#2029). Jupyter and Colab get the live widgets."""
+    return os.environ.get(BUILD_ENV, "").strip() not in ("", "0")
+
+
+def interact(fn: Callable[..., Any], **controls):
+    """``ipywidgets.interact(fn, **controls)`` in Jupyter or Colab (``controls`` as ipywidgets abbreviations, e.g.
+    ``(1.0, 100.0, 1.0)`` for a float slider starting at ``fn``'s default); in a book build, ``fn()`` once with its
+    defaults and no widget at all, so the page shows the initial state as a static output."""
+    if static_widgets():
+        fn()
+        return None
+    import ipywidgets
+
+    return ipywidgets.interact(fn, **controls)
+
+
+class SizeBanner:
+    """A warning box shown at the top of a notebook executed at the CI size (HTML in the book and in Jupyter)."""
+
+    css_class = "threephase-size-banner"  # scripts/check_book.py looks for it
+
+    def _repr_html_(self) -> str:
+        return (f'<div class="admonition warning {self.css_class}"><p class="admonition-title">CI-size build: these '
+                "numbers only prove that the code runs</p><p>This page was executed with "
+                f"<code>{SIZE_ENV}=ci</code>: a handful of examples per class and a single short epoch, so its "
+                "accuracies, clusters and curves mean nothing. The published book, executed at the notebooks' own "
+                f'size, shows the real outputs: <a href="{BOOK_URL}">{BOOK_URL}</a>.</p></div>')
+
+    def __repr__(self) -> str:
+        return (f"CI-size build ({SIZE_ENV}=ci): these numbers only prove that the code runs; "
+                f"the published book shows the real outputs: {BOOK_URL}")
+
+
+def size_banner() -> SizeBanner | None:
+    """The banner to show at the top of a notebook: a :class:`SizeBanner` at the CI size, else ``None`` (nothing is
+    displayed). A notebook ends its imports cell with ``size_banner()``."""
+    return SizeBanner() if ci_size() else None
 
 
 def notebook_config(preset: str, dataset: str | None, model: str | None = None, *, seed: int = 0,

@@ -2,8 +2,9 @@
 FT curves, confusion matrices. (Caching trained bodies and runs is in :mod:`threephase.notebook`.)
 
 Every plotting function draws on the ``ax`` it is given (or a new figure) and returns the axes or figure, so that the
-caller can inspect or save it. Matplotlib is imported lazily; ipywidgets only by :func:`resize_widget`. Beside each
-widget the notebooks draw :func:`small_multiples` of the same knob, which the static book can show.
+caller can inspect or save it. Matplotlib is imported lazily; ipywidgets only by :func:`resize_widget` (never in a
+book build). Beside each widget the notebooks draw :func:`small_multiples` of the same knob, which the static book
+can show.
 """
 
 from __future__ import annotations
@@ -80,7 +81,14 @@ def plot_resizing(class_sizes: Mapping[str, int], min_ratio: float = 1.5, max_ra
 
 
 def resize_widget(class_sizes: Mapping[str, int], min_ratio: float = 1.5, max_ratio: float = 4.0):
-    """Sliders for ``min_ratio`` and ``max_ratio`` that redraw :func:`plot_resizing`; returns the ipywidgets object."""
+    """Sliders for ``min_ratio`` and ``max_ratio`` that redraw :func:`plot_resizing`; returns the ipywidgets object.
+
+    In a book build (:func:`threephase.notebook.static_widgets`) it creates no widget, says so and returns ``None``."""
+    from .notebook import static_widgets
+
+    if static_widgets():
+        print("(The sliders need a running kernel: open this notebook in Jupyter or Colab.)")
+        return None
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 

@@ -1,0 +1,48 @@
+"""Sphinx extension of the book (listed under ``sphinx.local_extensions`` in ``_config.yml``).
+
+- MathJax comes from the build itself (``mathjax_path`` points into a static folder that ``scripts/fetch_mathjax.sh``
+  fills): a build without it would show raw LaTeX offline, so it stops with the command that fixes it.
+- The kernels the build starts get ``$THREEPHASE_BOOK_BUILD=1`` (threephase.notebook.BUILD_ENV): the notebooks then
+  draw their widgets' initial state as static outputs instead of creating ipywidgets, whose cells can stall a
+  headless execution until the cell timeout (notebook 01 once sat idle for 939 s).
+- Launch buttons (Colab) only on pages made from a ``.ipynb`` file: a Markdown page with code cells (a MyST
+  notebook, e.g. the performance page) has a kernelspec, so the theme would offer to open its ``.md`` in Colab,
+  which cannot open it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sphinx.errors import ConfigError
+
+
+def _check_mathjax(app, config):
+    path = str(config.mathjax_path or "")
+    if "://" in path or path.startswith("//"):
+        raise ConfigError(f"mathjax_path is a web address ({path}); the book serves MathJax itself: set it to "
+                          "the file inside html_static_path that scripts/fetch_mathjax.sh fetches")
+    roots = [Path(app.confdir, p) for p in config.html_static_path]
+    if not any((root / path).is_file() for root in roots):
+        raise ConfigError(f"MathJax ({path}) is in none of html_static_path {list(config.html_static_path)}: "
+                          "run scripts/fetch_mathjax.sh (it fetches the pinned npm package), then build again")
+
+
+def _notebook_pages_only(app, pagename, templatename, context, doctree):
+    if Path(app.env.doc2path(pagename)).suffix == ".ipynb":
+        return
+    buttons = context.get("header_buttons")
+    if buttons:
+        context["header_buttons"] = [b for b in buttons if b.get("label") != "launch-buttons"]
+
+
+BUILD_ENV = "THREEPHASE_BOOK_BUILD"
+
+
+def setup(app):
+    os.environ.setdefault(BUILD_ENV, "1")  # the notebooks' kernels inherit the build's environment
+    app.connect("config-inited", _check_mathjax)
+    # After sphinx-book-theme's add_launch_buttons (priority 501).
+    app.connect("html-page-context", _notebook_pages_only, priority=502)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
