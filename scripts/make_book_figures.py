@@ -158,26 +158,16 @@ def tsdae_figure(out: Path) -> Path:
 
 
 def schedule_points(config: FTConfig, num_examples: int) -> tuple[np.ndarray, int, int]:
-    """Phase 3's learning rate after each optimizer step, as the trainer sets it, for one process.
+    """Phase 3's learning rate at each optimizer step, from the library's own schedule, for one process.
 
     Returns the rate per step, the warm-up steps and the steps per epoch."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
-
     from threephase.finetune import first_epoch_warmup
+    from threephase.training import warmup_then_linear
 
-    # transformers' scheduler on a throw-away optimizer gives the trainer's exact rate at every step.
-    # TODO(integrator): swap in the library's schedule function once phase 3 has one (see the report).
     steps_per_epoch = math.ceil(num_examples / config.per_device_train_batch_size)
     warmup = first_epoch_warmup(config, num_examples, processes=1, accumulation=1)
     total = steps_per_epoch * config.num_train_epochs
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
-    rates = []
-    for _ in range(total):
-        rates.append(optimizer.param_groups[0]["lr"])  # the rate the next optimizer step uses
-        optimizer.step()
-        scheduler.step()
+    rates = [config.learning_rate * warmup_then_linear(step, warmup, total) for step in range(total)]
     return np.array(rates), warmup, steps_per_epoch
 
 

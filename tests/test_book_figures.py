@@ -30,6 +30,7 @@ def test_schedule_warms_up_inside_the_first_epoch_then_decays_over_the_budget(fi
     assert per_epoch == 100 and warmup == 10 and len(rates) == 100 * config.num_train_epochs
     assert rates.argmax() == warmup and rates.max() == pytest.approx(config.learning_rate)
     assert rates[-1] < config.learning_rate / 1000
+    assert rates[0] == pytest.approx(config.learning_rate / (warmup + 1))  # the first step trains too
 
 
 def test_resize_figure_marks_the_worked_example_and_is_deterministic(figures, tmp_path):
