@@ -29,7 +29,7 @@ from .finetune import evaluate_split, train_ft
 from .models import auto_max_seq_length, load_body
 from .phases import train_cl, train_dae, train_joint
 from .records import atomic_dir, classification_metrics, device_info, library_versions, write_json
-from .training import barrier, default_device, is_main_process, seed_everything
+from .training import barrier, default_device, init_processes, is_main_process, seed_everything
 from .user_data import prepare_data
 
 logger = logging.getLogger(__name__)
@@ -224,6 +224,7 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     """
     config.validate()
     require_extras(config.variant)  # before any data, model or folder: a missing extra is the first thing to fix
+    init_processes(config.device)  # under torchrun, every rank waits for rank 0 from here on
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
         finished = _check_output(config, output, overwrite, resume)
