@@ -89,6 +89,7 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
 
     ``add_split(split)`` says how the user could supply a split themselves (for the error of a class too small to
     carve from)."""
+    check_data_settings(config)
     frames = {split: _clean(frame, split) for split, frame in frames.items()}
     frames = _fill_missing_splits(frames, config.validation_fraction, seed, add_split)
     pool = frames["train"]["text"]  # every training text, before the long tail and the labelled subset
@@ -100,10 +101,13 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
                                   min_per_class=config.min_per_class)
         _check_two_classes(split, frames[split]["label"], names)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
-    # The class sizes before the subset draw travel in each split's info, for the run record.
+    # The class sizes before the subset draw travel in each split's info, for the run record, and so does the long
+    # tail: data passed on to run() must not be reshaped a second time (user_data.prepare_data reads it).
     data = DatasetDict({
         split: Dataset.from_pandas(frames[split], preserve_index=False, info=DatasetInfo(
-            features=features, description=json.dumps({"class_sizes_before_subset": before[split]})))
+            features=features, description=json.dumps({
+                "class_sizes_before_subset": before[split],
+                **({"imbalance_factor": config.imbalance_factor} if split == "train" else {})})))
         for split in SPLITS
     })
     if config.unlabelled:
@@ -136,6 +140,12 @@ def unlabelled_texts(config: DataConfig, pool, labelled: set[str], seed: int = 0
         else:
             raise ThreePhaseError(f"Cannot read unlabelled texts from {str(path)!r}: use a .txt, .csv or .jsonl file.")
     texts = [t for t in (str(t).strip() for t in texts) if t]
+    if not texts and config.unlabelled == "train":
+        raise ThreePhaseError(
+            "data.unlabelled='train' takes the training texts left out of the labelled subset, and the training "
+            "split leaves none out. Draw a labelled subset (data.max_train_samples or data.train_per_class), give a "
+            "file of texts instead, or, for data drawn already, pass a DatasetDict with an 'unlabelled' split."
+        )
     if not texts:
         raise ThreePhaseError(f"data.unlabelled {config.unlabelled!r} holds no text: point it at a file of texts.")
     if config.max_unlabelled_samples is not None and config.max_unlabelled_samples < len(texts):
@@ -150,10 +160,28 @@ def _sizes(frame: pd.DataFrame, names: list[str]) -> dict[str, int]:
 
 def sizes_before_subset(dataset: Dataset) -> dict[str, int] | None:
     """The class sizes of ``dataset``'s split before its subset was drawn (None when it was not loaded here)."""
+    return drawn_with(dataset).get("class_sizes_before_subset")
+
+
+def drawn_with(dataset: Dataset) -> dict:
+    """What :func:`load_data` recorded in a split it made (class sizes before the subset, the long tail's factor);
+    ``{}`` for data it did not make."""
     try:
-        return json.loads(dataset.info.description or "{}").get("class_sizes_before_subset")
+        recorded = json.loads(dataset.info.description or "{}")
     except (json.JSONDecodeError, AttributeError):
-        return None
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def check_data_settings(config: DataConfig) -> None:
+    """Refuse data settings that contradict each other (run's validate() calls this before any folder exists)."""
+    if config.imbalance_factor is not None and config.train_per_class is not None:
+        raise ThreePhaseError(
+            f"data.imbalance_factor={config.imbalance_factor} and data.train_per_class={config.train_per_class} "
+            "cancel each other: the long tail is drawn first, then train_per_class takes the same number of every "
+            "class, which makes the classes balanced again. For a long-tailed subset use data.max_train_samples "
+            "(it keeps the proportions) with data.imbalance_factor, or drop one of the two settings."
+        )
 
 
 def _check_two_classes(split: str, labels, names: list[str]) -> None:
