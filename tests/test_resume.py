@@ -84,8 +84,11 @@ def test_resume_on_other_data_is_refused(tmp_path, data_dir, monkeypatch):
     class Killed(Exception):
         pass
 
-    def killed(*args, **kwargs):
-        raise Killed  # the run dies in phase 1, after its folder was started
+    def killed(config, data, workdir, resume):
+        report = workdir / "phases" / "dae" / pipeline.PHASE_REPORT  # phase 1 finished on this data
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("{}")
+        raise Killed  # then the run dies in phase 2
 
     monkeypatch.setattr(pipeline, "train_variant", killed)
     config = tiny_config("three-phase", output_dir=str(tmp_path / "run"))

@@ -29,7 +29,7 @@ from .finetune import evaluate_split, train_ft
 from .models import auto_max_seq_length, load_body
 from .phases import train_cl, train_dae, train_joint
 from .records import atomic_dir, classification_metrics, device_info, library_versions, write_json
-from .training import barrier, default_device, init_processes, is_main_process, seed_everything
+from .training import barrier, default_device, is_main_process, seed_everything
 from .user_data import prepare_data
 
 logger = logging.getLogger(__name__)
@@ -204,6 +204,36 @@ def _check_output(config: RunConfig, output: Path, overwrite: bool, resume: bool
     )
 
 
+DATA_RECORD = "data.json"
+
+
+def data_record(data: DatasetDict) -> dict[str, Any]:
+    """What a run folder keeps of its data from the start: a resumed run must train on the same draw."""
+    return {"data_fingerprint": data_fingerprint(data), "split_sizes": {split: len(data[split]) for split in data}}
+
+
+def check_same_data(output: Path, drawn: dict[str, Any]) -> None:
+    """Refuse to resume ``output`` on data other than the data its finished phases trained on."""
+    path = output / DATA_RECORD
+    if not path.is_file():  # a run folder from before the data was recorded: nothing to compare with
+        return
+    saved = json.loads(path.read_text())
+    if saved == drawn:
+        return
+    differences = []
+    for split in sorted(set(saved["split_sizes"]) | set(drawn["split_sizes"])):
+        then = (saved["split_sizes"].get(split), saved["data_fingerprint"].get(split))
+        now = (drawn["split_sizes"].get(split), drawn["data_fingerprint"].get(split))
+        if then != now:
+            differences.append(f"{split}: {then[0]} examples, fingerprint {then[1]} then; {now[0]} examples, "
+                               f"fingerprint {now[1]} now")
+    raise ThreePhaseError(
+        f"Cannot resume {str(output)!r}: its finished phases trained on other data ({'; '.join(differences)}). "
+        "Resume with the same data (the same data folder or $THREEPHASE_DATA_DIR, the same files, the same library "
+        "versions), or start again with --overwrite."
+    )
+
+
 def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = False,
         resume: bool = False) -> RunResult:
     """Run ``config`` end to end; return a :class:`RunResult` (``.metrics``, ``.classifier``, ``.output_dir``) and
@@ -224,7 +254,6 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     """
     config.validate()
     require_extras(config.variant)  # before any data, model or folder: a missing extra is the first thing to fix
-    init_processes(config.device)  # under torchrun, every rank waits for rank 0 from here on
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
         finished = _check_output(config, output, overwrite, resume)
@@ -233,8 +262,13 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     start = time.perf_counter()
     data = load_data(config.data) if data is None else prepare_data(data, config.data)
     fresh = output is not None and not (output / "config.json").is_file()
-    if output is not None and is_main_process():
-        write_json(output / "config.json", config.to_dict())
+    if output is not None:
+        drawn = data_record(data)
+        if resume:
+            check_same_data(output, drawn)
+        if is_main_process():
+            write_json(output / "config.json", config.to_dict())
+            write_json(output / DATA_RECORD, drawn)
     barrier()
     try:
         classifier, phases = train_variant(config, data, workdir=output, resume=resume)

@@ -65,60 +65,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def init_processes(device: str | None = None) -> None:
-    """Join the process group when launched as several processes (torchrun, accelerate launch), before any work.
-
-    Otherwise the group only exists once a phase builds its TrainingArguments, and what runs before that (the run
-    folder, a frozen-body phase 3 with no trainer phase before it) would act as if it ran alone. The group is made
-    by accelerate's PartialState, as TrainingArguments makes it (gloo on the CPU, nccl on CUDA), so the trainer
-    then finds it and does not start a second one."""
-    if world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
-        return
-    from accelerate import PartialState
-
-    PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
-    if not several_processes():
-        raise ThreePhaseError(
-            f"WORLD_SIZE is {world_size()}, but no process group could be started on {device or default_device()}: "
-            "launch with torchrun or accelerate launch (which set RANK, LOCAL_RANK and MASTER_ADDR), or unset "
-            "WORLD_SIZE to run one process."
-        )
-
-
 def from_main_process(value: Any) -> Any:
     """``value`` as rank 0 has it, on every rank (itself in a single process): decisions that must agree."""
-    if world_size() > 1 and not several_processes():
-        raise ThreePhaseError(
-            f"WORLD_SIZE is {world_size()} but this process has joined no process group, so the ranks cannot agree "
-            "(each would decide alone). Call threephase.training.init_processes() first (threephase.run does), or "
-            "run a trainer phase before this one."
-        )
     if several_processes():
         holder = [value]
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
     return value
-
-
-def one_gpu_per_process(args: SentenceTransformerTrainingArguments) -> SentenceTransformerTrainingArguments:
-    """Train a single process on one GPU even when it sees several.
-
-    Else the trainer wraps the body in DataParallel: the batch silently grows by the number of GPUs and phase 3's
-    warm-up (computed per process) no longer fits. TrainingArguments has no public setting for this, so the GPU count
-    it read is overwritten; the check after it refuses to go on should a transformers release move that count."""
-    gpus = args.n_gpu
-    if gpus > 1:
-        logger.warning(
-            "This process sees %d GPUs and trains on the first only. To train on all of them, launch one process "
-            "per GPU: torchrun --nproc_per_node %d -m threephase run ... (or accelerate launch).", gpus, gpus)
-        args._n_gpu = 1
-        if args.n_gpu != 1:
-            raise ThreePhaseError(
-                f"This process sees {gpus} GPUs, and the trainer would split each batch over them (DataParallel). "
-                f"Use one GPU (CUDA_VISIBLE_DEVICES=0), or all of them with one process each: torchrun "
-                f"--nproc_per_node {gpus} -m threephase run ..."
-            )
-    return args
 
 
 def loss_only_parameters(loss: torch.nn.Module, model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -194,10 +147,9 @@ def training_arguments(
         )
     values.update(user)
     try:
-        args = SentenceTransformerTrainingArguments(**values)
+        return SentenceTransformerTrainingArguments(**values)
     except (ValueError, TypeError, ImportError) as err:
         raise ThreePhaseError(f"TrainingArguments refused the phase's settings {user}: {err}") from None
-    return one_gpu_per_process(args)
 
 
 STATE_TENSORS, STATE_JSON = "threephase_state.safetensors", "threephase_state.json"
