@@ -192,7 +192,7 @@ class RunConfig:
                 f"data.imbalance_factor must be at least 1 (the largest / smallest class ratio), got "
                 f"{self.data.imbalance_factor}; use null for the data's own proportions."
             )
-        from .data import check_data_settings  # data.py reads this module: import on use
+        from .data_checks import check_data_settings  # it reads this module: import on use
 
         check_data_settings(self.data)
         if self.data.max_unlabelled_samples is not None and self.data.max_unlabelled_samples < 1:

@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from .config import DataConfig
 from .errors import ThreePhaseError
+from .data_checks import bad_encoding_line, check_data_settings, check_label_values, warn_about_splits
 from .sampling import long_tail, subsample  # noqa: F401  (subsample is part of this module's API)
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
         frames[split] = subsample(frames[split], per_class=per_class, total=total, seed=seed,
                                   min_per_class=config.min_per_class)
         _check_two_classes(split, frames[split]["label"], names)
-    _warn_about_splits(frames, names, benchmark)
+    warn_about_splits(frames, names, benchmark)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
     # The class sizes before the subset draw travel in each split's info, for the run record, and so does the long
     # tail: data passed on to run() must not be reshaped a second time (user_data.prepare_data reads it).
@@ -116,32 +117,6 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
     if config.unlabelled:
         data["unlabelled"] = Dataset.from_dict({"text": unlabelled_texts(config, pool, set(frames["train"]["text"]), seed)})
     return data
-
-
-def _warn_about_splits(frames: dict[str, pd.DataFrame], names: list[str], benchmark: bool = False) -> None:
-    """Say what trains silently but cannot end well: a class that only evaluation sees, a test that repeats train."""
-    in_train = set(frames["train"]["label"])
-    for split in ("validation", "test"):
-        counts = frames[split]["label"].value_counts()
-        unseen = {names[label]: int(count) for label, count in counts.items() if label not in in_train}
-        if unseen:
-            logger.warning(
-                "The %s split holds %s, which the train split lacks: the classifier can never predict %s. Add "
-                "training examples of %s, or drop %s from %s.", split,
-                ", ".join(f"{count} example(s) of {name!r}" for name, count in unseen.items()),
-                "it" if len(unseen) == 1 else "them", "it" if len(unseen) == 1 else "them",
-                "it" if len(unseen) == 1 else "them", split)
-    training_texts = set(frames["train"]["text"])
-    for split in ("test", "validation"):
-        repeated = int(frames[split]["text"].isin(training_texts).sum())
-        if repeated and benchmark:  # the benchmark's own splits: comparable with published numbers only as they are
-            logger.info("%d of the %d %s texts also occur in the train split (the benchmark's own splits, kept as "
-                        "they are).", repeated, len(frames[split]), split)
-        elif repeated:
-            logger.warning(
-                "%d of the %d %s texts also occur in the train split, so the %s scores are partly measured on "
-                "training data: drop those rows from one of the two splits.", repeated, len(frames[split]), split,
-                split)
 
 
 def unlabelled_texts(config: DataConfig, pool, labelled: set[str], seed: int = 0) -> list[str]:
@@ -202,15 +177,7 @@ def drawn_with(dataset: Dataset) -> dict:
     return recorded if isinstance(recorded, dict) else {}
 
 
-def check_data_settings(config: DataConfig) -> None:
-    """Refuse data settings that contradict each other (run's validate() calls this before any folder exists)."""
-    if config.imbalance_factor is not None and config.train_per_class is not None:
-        raise ThreePhaseError(
-            f"data.imbalance_factor={config.imbalance_factor} and data.train_per_class={config.train_per_class} "
-            "cancel each other: the long tail is drawn first, then train_per_class takes the same number of every "
-            "class, which makes the classes balanced again. For a long-tailed subset use data.max_train_samples "
-            "(it keeps the proportions) with data.imbalance_factor, or drop one of the two settings."
-        )
+
 
 
 def _check_two_classes(split: str, labels, names: list[str]) -> None:
@@ -281,7 +248,7 @@ def _load_frames(config: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame]
                 f"{str(label_file)!r} is not valid JSON ({err}): it must hold a list of label names, "
                 'e.g. ["negative", "positive"]. Fix it, or delete it to name the labels after their values.'
             ) from None
-    _check_label_values(pd.concat([f["label"].dropna() for f in frames.values()]).unique(), str(root))
+    check_label_values(pd.concat([f["label"].dropna() for f in frames.values()]).unique(), str(root))
     return _encode_labels(frames, names, str(label_file))
 
 
@@ -294,7 +261,7 @@ def _read_table(path: Path, config: DataConfig) -> pd.DataFrame:
         frame = readers[path.suffix](path)
     except UnicodeDecodeError as err:
         raise ThreePhaseError(
-            f"{str(path)!r} is not UTF-8 text: line {_bad_encoding_line(path)} holds the byte {err.object[err.start:err.start + 1]!r} "
+            f"{str(path)!r} is not UTF-8 text: line {bad_encoding_line(path)} holds the byte {err.object[err.start:err.start + 1]!r} "
             f"({err.reason}). Re-save the file as UTF-8 (e.g. from a spreadsheet: CSV UTF-8; or "
             f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}-utf8{path.suffix}`)."
         ) from None
@@ -310,43 +277,6 @@ def _read_table(path: Path, config: DataConfig) -> pd.DataFrame:
             "Rename the columns, or pass --set data.text_column=... / data.label_column=..."
         )
     return frame[[config.text_column, config.label_column]].set_axis(["text", "label"], axis=1)
-
-
-def _bad_encoding_line(path: Path) -> int:
-    """The number of the first line of ``path`` that is not UTF-8 (1-based)."""
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            return number
-    return 1
-
-
-def _check_label_values(values, where: str) -> None:
-    """Refuse blank labels, and text labels among integer ids (one typo would otherwise become a class)."""
-    text = [v for v in values if isinstance(v, str)]
-    blank = sorted({v for v in text if not v.strip()})
-    if blank:
-        raise ThreePhaseError(
-            f"The label column of {where} holds blank labels ({', '.join(map(repr, blank))}), which would become a "
-            "class of their own: fill in those labels, or empty those cells to drop the examples as unlabelled."
-        )
-    ids = sorted({v for v in values if _is_integer(v)}, key=lambda v: int(float(v)))
-    words = sorted({str(v) for v in values if not _is_integer(v)})
-    if ids and words:
-        raise ThreePhaseError(
-            f"The label column of {where} mixes integer ids ({', '.join(str(v) for v in ids[:5])}) with the text "
-            f"label{'s' if len(words) > 1 else ''} {', '.join(map(repr, words[:5]))}: fix "
-            f"{'those' if len(words) > 1 else 'that'} label{'s' if len(words) > 1 else ''}, or use text labels "
-            "throughout."
-        )
-
-
-def _is_integer(value) -> bool:
-    try:
-        return float(value).is_integer()
-    except (TypeError, ValueError):
-        return False
 
 
 def _encode_labels(

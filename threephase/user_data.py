@@ -13,7 +13,8 @@ import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from .config import DataConfig
-from .data import SPLITS, _check_label_values, _check_two_classes, _encode_labels, _finish, _limits, drawn_with
+from .data import SPLITS, _check_two_classes, _encode_labels, _finish, _limits, drawn_with
+from .data_checks import check_label_values
 from .errors import ThreePhaseError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def prepare_data(data, config: DataConfig | None = None, seed: int | None = None
             logger.warning("The %s split has no labels: carving it from train instead.", split)
             continue
         frames[split] = frame
-    _check_label_values(pd.concat([f["label"].dropna() for f in frames.values()]).unique(), "your data")
+    check_label_values(pd.concat([f["label"].dropna() for f in frames.values()]).unique(), "your data")
     frames, names = _encode_labels(frames, names, "the ClassLabel of the label column")
     add_split = lambda split: f"add a {split!r} split to the DatasetDict"  # noqa: E731
     prepared = _finish(frames, names, config, seed, add_split)
