@@ -172,3 +172,20 @@ def test_a_saved_config_never_sends_the_run_into_the_older_run(tmp_path, data_di
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["output"] == str(newer)
     written = json.loads((newer / "config.json").read_text())
     assert (written["seed"], written["variant"], written["output_dir"]) == (7, "logreg", str(newer))
+
+
+def test_the_command_line_loads_without_the_training_stack():
+    """--help must answer at once: the parser is built without importing torch, transformers or sentence-transformers."""
+    code = ("import sys, threephase.cli as cli; cli.build_parser(); "
+            "print([m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_help_names_every_file_type_that_data_dir_reads(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for suffix in (".csv", ".tsv", ".jsonl", ".json", ".parquet"):
+        assert suffix in text

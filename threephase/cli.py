@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train one variant and write its run record", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}; with --data-dir, its subfolder if present")
-    run.add_argument("--data-dir", help="a folder with train.csv [validation.csv, test.csv, labels.json] or a "
-                     "folder of such folders, or one CSV file")
+    run.add_argument("--data-dir", help="a folder with train.csv [validation.csv, test.csv, labels.json], a "
+                     "folder of such folders, or one .csv, .tsv, .jsonl, .json or .parquet file (validation and test "
+                     "are then carved from it)")
     run.add_argument("--text-column", help="text column of your data (default: text)")
     run.add_argument("--label-column", help="label column of your data (default: label)")
     run.add_argument("--model", help="Hub id or local folder of the body (default: the preset's)")
