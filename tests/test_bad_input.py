@@ -64,7 +64,7 @@ def test_latin1_csv_names_the_file_the_line_and_the_fix(tmp_path, capsys):
 def test_unterminated_quote_names_the_file_and_the_row(tmp_path, capsys):
     folder = folder_with(tmp_path, b'text,label\nplay some jazz,a\n"book a table,b\nwill it rain,b\n')
     fails_cleanly(["--data-dir", str(folder), "--variant", "ft"], tmp_path, capsys,
-                  "train.csv", "EOF inside string", "row", "unterminated quote")
+                  "train.csv", "EOF inside string", "line 3 of the file", "unterminated quote")
 
 
 def test_device_cuda_without_cuda(tmp_path, capsys, data_dir, monkeypatch, no_training):

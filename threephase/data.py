@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,10 +267,12 @@ def _read_table(path: Path, config: DataConfig) -> pd.DataFrame:
             f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}-utf8{path.suffix}`)."
         ) from None
     except (pd.errors.ParserError, ValueError) as err:
-        raise ThreePhaseError(
-            f"Cannot read {str(path)!r}: {str(err).strip()}. Fix that row (an unterminated quote, or a row with more "
-            "fields than the header; a text that holds the separator must be quoted), then run again."
-        ) from None
+        fix = ("Fix that row (an unterminated quote, or a row with more fields than the header; a text that holds the "
+               "separator must be quoted), then run again." if path.suffix in (".csv", ".tsv") else
+               f"Fix the file: it must be a table with a text and a label column ({path.suffix} as pandas reads it).")
+        row = re.search(r"starting at row (\d+)", str(err))  # pandas counts from 0, the header included
+        where = f" (line {int(row.group(1)) + 1} of the file)" if row else ""
+        raise ThreePhaseError(f"Cannot read {str(path)!r}: {str(err).strip()}{where}. {fix}") from None
     missing = [c for c in (config.text_column, config.label_column) if c not in frame.columns]
     if missing:
         raise ThreePhaseError(
