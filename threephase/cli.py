@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--resume", action="store_true",
                      help="continue a killed run in --output from its finished phases and newest checkpoint "
-                          "(same settings); a finished run just reports its metrics")
+                          "(same settings, same data: both are checked); a finished run just reports its metrics, and a "
+                          "folder that does not exist starts afresh (with a warning)")
     from .reproduce import add_reproduce_parser
 
     add_reproduce_parser(commands)
