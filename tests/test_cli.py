@@ -148,3 +148,60 @@ def test_every_device_that_help_offers_is_accepted(capsys, monkeypatch):
     assert {"cpu", "cuda"} <= offered
     for device in offered:
         preset_config("cpu", "snips2", device=device).validate()
+
+
+def test_command_line_flags_beat_the_config_file_and_set_comes_last(tmp_path):
+    """A saved config.json holds output_dir, seed, variant, ...: the flags typed on the command line win."""
+    from threephase.cli import build_parser, run_config
+
+    saved = {"output_dir": str(tmp_path / "old"), "seed": 42, "variant": "three-phase", "device": "cpu",
+             "model_name_or_path": "some/model", "data": {"dataset": "sst2", "train_per_class": 5},
+             "ft": {"learning_rate": 3e-5}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    args = build_parser().parse_args([
+        "run", "--config", str(tmp_path / "config.json"), "--output", str(tmp_path / "new"), "--seed", "7",
+        "--variant", "logreg", "--dataset", "snips2", "--model", "other/model", "--device", "cuda",
+        "--set", "seed=8", "--set", "ft.learning_rate=4e-5"])
+    config = run_config(args)
+    assert config.output_dir == str(tmp_path / "new")
+    assert (config.variant, config.seed, config.data.dataset, config.model_name_or_path, config.device) == (
+        "logreg", 8, "snips2", "other/model", "cuda")
+    assert config.ft.learning_rate == 4e-5 and config.data.train_per_class == 5  # the file's other settings stay
+    # flags not given leave the file's values, not the flags' defaults
+    args = build_parser().parse_args(["run", "--config", str(tmp_path / "config.json"), "--output", str(tmp_path / "n")])
+    config = run_config(args)
+    assert (config.seed, config.variant, config.data.dataset, config.output_dir) == (
+        42, "three-phase", "sst2", str(tmp_path / "n"))
+
+
+def test_a_saved_config_never_sends_the_run_into_the_older_run(tmp_path, data_dir, capsys):
+    older = tmp_path / "x"
+    older.mkdir()
+    (older / "keep.txt").write_text("the older run")
+    config = {"output_dir": str(older), "seed": 42, "variant": "ft", "preset": "cpu", "data": {"dataset": "snips2"}}
+    (older / "config.json").write_text(json.dumps(config))
+    newer = tmp_path / "y"
+    code = main(["run", "--variant", "logreg", "--seed", "7", "--config", str(older / "config.json"), "--data-dir",
+                 data_dir, "--output", str(newer), "--overwrite", *SMALL])
+    assert code == 0
+    assert (older / "keep.txt").read_text() == "the older run"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["output"] == str(newer)
+    written = json.loads((newer / "config.json").read_text())
+    assert (written["seed"], written["variant"], written["output_dir"]) == (7, "logreg", str(newer))
+
+
+def test_the_command_line_loads_without_the_training_stack():
+    """--help must answer at once: the parser is built without importing torch, transformers or sentence-transformers."""
+    code = ("import sys, threephase.cli as cli; cli.build_parser(); "
+            "print([m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_help_names_every_file_type_that_data_dir_reads(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for suffix in (".csv", ".tsv", ".jsonl", ".json", ".parquet"):
+        assert suffix in text

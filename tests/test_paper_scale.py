@@ -132,7 +132,10 @@ def test_phase3_peaks_within_its_first_epoch(tiny_data, body):
 
 
 @pytest.mark.parametrize("device", ["cuda:1", "cuda:3"])
-def test_a_gpu_index_is_refused_with_the_fix(device):
+def test_a_gpu_index_is_refused_with_the_fix(device, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # on a machine with GPUs (without one: refused)
     with pytest.raises(ThreePhaseError, match="CUDA_VISIBLE_DEVICES"):
         tiny_config(device=device).validate()
     tiny_config(device="cuda:0").validate()

@@ -71,3 +71,35 @@ def test_killed_in_phase2_then_resumed_gives_the_same_metrics(tmp_path, data_dir
     other = subprocess.run(command(data_dir, output, "--resume", "--set", "cl.learning_rate=1e-3"), env=env(),
                            capture_output=True, text=True, timeout=900)
     assert other.returncode == 2 and "cl.learning_rate" in other.stderr
+
+
+def test_resume_on_other_data_is_refused(tmp_path, data_dir, monkeypatch):
+    """The data's fingerprint is kept from the start: phases 2-3 must not resume on another draw than phase 1's."""
+    import threephase.pipeline as pipeline
+    from threephase.data import load_data
+    from threephase.errors import ThreePhaseError
+
+    from conftest import tiny_config
+
+    class Killed(Exception):
+        pass
+
+    def killed(config, data, workdir, resume):
+        report = workdir / "phases" / "dae" / pipeline.PHASE_REPORT  # phase 1 finished on this data
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("{}")
+        raise Killed  # then the run dies in phase 2
+
+    monkeypatch.setattr(pipeline, "train_variant", killed)
+    config = tiny_config("three-phase", output_dir=str(tmp_path / "run"))
+    first = load_data(dataset="snips2", data_dir=data_dir, train_per_class=8, validation_per_class=4,
+                      test_per_class=6, seed=0)
+    with pytest.raises(Killed):
+        pipeline.run(config, data=first)
+    other = load_data(dataset="snips2", data_dir=data_dir, train_per_class=8, validation_per_class=4,
+                      test_per_class=6, seed=1)
+    with pytest.raises(ThreePhaseError, match=r"other data \(test: 42 examples, fingerprint \w+ then; 42 examples.*"
+                                              r"--overwrite"):
+        pipeline.run(config, data=other, resume=True)
+    with pytest.raises(Killed):  # the same data resumes
+        pipeline.run(config, data=first, resume=True)

@@ -35,7 +35,7 @@ from torch import nn
 
 from .errors import ThreePhaseError
 from .model_card import REPO_ID_PLACEHOLDER, model_card
-from .models import open_body
+from .models import hub_offline, open_body
 from .records import atomic_dir, atomic_write_text
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -216,12 +216,27 @@ class ThreePhaseClassifier:
         """Save to a temporary folder and upload it (model card included) to ``repo_id``; return the commit URL."""
         from huggingface_hub import HfApi
 
+        save_instead = ("To keep it locally instead, call save_pretrained('my-classifier') (a run saved it already, in "
+                        "its folder's classifier/), and push that folder later from a machine that reaches the Hub.")
+        if hub_offline():
+            raise ThreePhaseError(
+                f"push_to_hub uploads to the Hugging Face Hub, and HF_HUB_OFFLINE=1 forbids reaching it: unset "
+                f"HF_HUB_OFFLINE (and log in with `hf auth login`) to upload {repo_id!r}. {save_instead}"
+            )
         api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "classifier", repo_id=repo_id)
-            return str(api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
-                                         commit_message=commit_message))
+        try:
+            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = self.save_pretrained(Path(tmp) / "classifier", repo_id=repo_id)
+                return str(api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                                             commit_message=commit_message))
+        except ThreePhaseError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the Hub client raises many types for "no network" and "no rights"
+            raise ThreePhaseError(
+                f"Could not upload to {repo_id!r} on the Hugging Face Hub ({type(err).__name__}: {err}). Check the "
+                f"network, the id and your token (`hf auth login`). {save_instead}"
+            ) from None
 
 
 def _local_folder(path_or_repo_id: str | os.PathLike, revision: str | None, token: str | None) -> Path:

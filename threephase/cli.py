@@ -8,10 +8,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import VARIANTS, apply_overrides, parse_set_options, read_json_overrides
+from .config import VARIANTS, _flatten, apply_overrides, parse_set_options, read_json_overrides
 from .data import DATA_DIR_ENV, DATASETS
 from .errors import ThreePhaseError
-from .presets import PRESETS, preset_config
+from .presets import PRESETS
+
+logger = logging.getLogger(__name__)
 
 EPILOG = f"""\
 datasets:  {', '.join(DATASETS)} (from the Hugging Face Hub, or from --data-dir / ${DATA_DIR_ENV})
@@ -35,26 +37,33 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train one variant and write its run record", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}; with --data-dir, its subfolder if present")
-    run.add_argument("--data-dir", help="a folder with train.csv [validation.csv, test.csv, labels.json] or a "
-                     "folder of such folders, or one CSV file")
+    run.add_argument("--data-dir", help="a folder with train.csv [validation.csv, test.csv, labels.json], a "
+                     "folder of such folders, or one .csv, .tsv, .jsonl, .json or .parquet file (validation and test "
+                     "are then carved from it)")
     run.add_argument("--text-column", help="text column of your data (default: text)")
     run.add_argument("--label-column", help="label column of your data (default: label)")
     run.add_argument("--model", help="Hub id or local folder of the body (default: the preset's)")
-    run.add_argument("--variant", default="three-phase", choices=VARIANTS, metavar="VARIANT",
-                     help=f"one of {', '.join(VARIANTS)} (default: three-phase)")
-    run.add_argument("--preset", default="cpu", choices=PRESETS, metavar="PRESET",
-                     help=f"one of {', '.join(PRESETS)} (default: cpu)")
-    run.add_argument("--seed", type=int, default=42, help="drives python, numpy, torch, noise, resizing, pairs")
-    run.add_argument("--output", required=True, help="run folder to write (config.json, metrics.json, classifier/)")
-    run.add_argument("--config", help="JSON file of settings, nested or dotted keys (applied after the preset)")
+    run.add_argument("--variant", choices=VARIANTS, metavar="VARIANT",
+                     help=f"one of {', '.join(VARIANTS)} (default: --config's, else three-phase)")
+    run.add_argument("--preset", choices=PRESETS, metavar="PRESET",
+                     help=f"one of {', '.join(PRESETS)}: it fills what --config does not set (default: --config's, "
+                          "else cpu)")
+    run.add_argument("--seed", type=int, help="drives python, numpy, torch, noise, resizing, pairs (default: "
+                     "--config's, else 42)")
+    run.add_argument("--output", required=True, help="run folder to write (config.json, metrics.json, classifier/); "
+                     "always this folder, whatever output_dir a --config file holds")
+    run.add_argument("--config", help="JSON file of settings, nested or dotted keys, e.g. a saved config.json. Order: "
+                     "the preset, then this file, then the flags given here (--dataset, --model, --variant, --seed, "
+                     "--device, ...), then --set; the file's output_dir is ignored")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one setting, e.g. --set ft.learning_rate=2e-5 (repeatable; after --config)")
+                     help="override one setting, e.g. --set ft.learning_rate=2e-5 (repeatable; applied last)")
     run.add_argument("--device", help="cpu or cuda (default: cuda when available); for another GPU, set "
                      "CUDA_VISIBLE_DEVICES")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--resume", action="store_true",
                      help="continue a killed run in --output from its finished phases and newest checkpoint "
-                          "(same settings); a finished run just reports its metrics")
+                          "(same settings, same data: both are checked); a finished run just reports its metrics, and a "
+                          "folder that does not exist starts afresh (with a warning)")
     from .reproduce import add_reproduce_parser
 
     add_reproduce_parser(commands)
@@ -67,23 +76,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_config(args: argparse.Namespace):
+    """The run's settings: the preset, then ``--config``, then the flags given on the command line, then ``--set``.
+
+    A saved ``config.json`` holds ``output_dir``, ``seed`` and ``variant``: a flag typed on the command line must
+    beat it, and the run must go to ``--output``, never into the folder of the run that saved the file."""
+    from .presets import preset_config
+
+    saved = _flatten(read_json_overrides(args.config)) if args.config else {}
+    ignored = saved.pop("output_dir", None)
+    if ignored is not None and str(ignored) != args.output:
+        logger.info("--config %s names output_dir %r; this run writes to --output %r.", args.config, ignored,
+                    args.output)
+    dataset = args.dataset or saved.get("data.dataset", None if args.data_dir else "snips2")
+    config = preset_config(args.preset or saved.get("preset") or "cpu", dataset,
+                           args.model or saved.get("model_name_or_path"))
+    config = apply_overrides(config, saved)
+    explicit = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.text_column": args.text_column,
+                "data.label_column": args.label_column, "model_name_or_path": args.model, "variant": args.variant,
+                "seed": args.seed, "device": args.device, "output_dir": args.output}
+    config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None})
+    return apply_overrides(config, parse_set_options(args.set))
+
+
 def _run(args: argparse.Namespace) -> int:
     from .pipeline import run
 
-    dataset = args.dataset if args.dataset or args.data_dir else "snips2"
-    config = preset_config(args.preset, dataset, args.model, variant=args.variant, seed=args.seed,
-                           output_dir=args.output)
-    explicit = {"data.data_dir": args.data_dir, "data.text_column": args.text_column,
-                "data.label_column": args.label_column, "device": args.device}
-    config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None})
-    if args.config:
-        config = apply_overrides(config, read_json_overrides(args.config))
-    config = apply_overrides(config, parse_set_options(args.set))
+    config = run_config(args)
     if args.resume and args.overwrite:
         raise ThreePhaseError("--resume continues a run and --overwrite starts it again: pass one of them.")
     metrics = run(config, overwrite=args.overwrite, resume=args.resume).metrics
     summary = {k: round(metrics[k], 4) for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
-    print(json.dumps({"output": args.output, "variant": config.variant, **summary}))
+    print(json.dumps({"output": config.output_dir, "variant": config.variant, **summary}))
     return 0
 
 

@@ -204,6 +204,9 @@ class RunConfig:
                 f"data.imbalance_factor must be at least 1 (the largest / smallest class ratio), got "
                 f"{self.data.imbalance_factor}; use null for the data's own proportions."
             )
+        from .data_checks import check_data_settings  # it reads this module: import on use
+
+        check_data_settings(self.data)
         if self.data.max_unlabelled_samples is not None and self.data.max_unlabelled_samples < 1:
             raise ThreePhaseError(
                 f"data.max_unlabelled_samples must be at least 1, got {self.data.max_unlabelled_samples}; use null "
@@ -247,6 +250,25 @@ class RunConfig:
             raise ThreePhaseError(
                 f"device {self.device!r}: the trainer places the model on the first visible GPU itself, so a GPU index "
                 f"cannot be honoured here. Select the GPU with CUDA_VISIBLE_DEVICES={gpu.group(1)} and pass --device cuda."
+            )
+        if (self.device or "").startswith("cuda"):
+            import torch  # on use: reading and checking settings needs no training stack
+
+            if not torch.cuda.is_available():
+                raise ThreePhaseError(
+                    f"device {self.device!r}, but this machine has no usable CUDA GPU (torch {torch.__version__}, "
+                    f"CUDA build: {torch.version.cuda or 'none'}): pass --device cpu (or leave --device out: a GPU "
+                    "is used when there is one), or install a CUDA build of PyTorch on a machine with a GPU."
+                )
+        if self.ft.num_train_epochs < 1:
+            raise ThreePhaseError(
+                f"ft.num_train_epochs must be at least 1, got {self.ft.num_train_epochs}: with no epoch the head keeps "
+                "its random weights and the metrics mean nothing. To skip training the body, set ft.freeze_body=true."
+            )
+        if self.data.text_column == self.data.label_column:
+            raise ThreePhaseError(
+                f"data.text_column and data.label_column are both {self.data.text_column!r}: the label cannot be the "
+                "text. Pass the text column with --text-column and the label column with --label-column."
             )
         if self.ft.class_weights not in (None, "balanced"):
             raise ThreePhaseError(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from .config import DataConfig
 from .errors import ThreePhaseError
+from .data_checks import bad_encoding_line, check_data_settings, check_label_values, warn_about_splits
 from .sampling import long_tail, subsample  # noqa: F401  (subsample is part of this module's API)
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,8 @@ def load_data(config: DataConfig | None = None, seed: int | None = None, **setti
     config = config or DataConfig(**settings)
     seed = config.seed if seed is None else seed
     frames, names = _load_frames(config, seed)
-    return _finish(frames, names, config, seed, lambda split: f"provide {split}.csv")
+    return _finish(frames, names, config, seed, lambda split: f"provide {split}.csv",
+                   benchmark=config.dataset in DATASETS)
 
 
 def _limits(config: DataConfig) -> dict[str, tuple[int | None, int | None]]:
@@ -84,11 +87,13 @@ def _limits(config: DataConfig) -> dict[str, tuple[int | None, int | None]]:
     }
 
 
-def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfig, seed: int, add_split) -> DatasetDict:
+def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfig, seed: int, add_split,
+            benchmark: bool = False) -> DatasetDict:
     """What every source shares once its labels are ids: drop empty texts, carve missing splits, draw the subsets.
 
     ``add_split(split)`` says how the user could supply a split themselves (for the error of a class too small to
-    carve from)."""
+    carve from). ``benchmark``: the splits are a paper dataset's, kept as they are even where they overlap."""
+    check_data_settings(config)
     frames = {split: _clean(frame, split) for split, frame in frames.items()}
     frames = _fill_missing_splits(frames, config.validation_fraction, seed, add_split)
     pool = frames["train"]["text"]  # every training text, before the long tail and the labelled subset
@@ -99,11 +104,15 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
         frames[split] = subsample(frames[split], per_class=per_class, total=total, seed=seed,
                                   min_per_class=config.min_per_class)
         _check_two_classes(split, frames[split]["label"], names)
+    warn_about_splits(frames, names, benchmark)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
-    # The class sizes before the subset draw travel in each split's info, for the run record.
+    # The class sizes before the subset draw travel in each split's info, for the run record, and so does the long
+    # tail: data passed on to run() must not be reshaped a second time (user_data.prepare_data reads it).
     data = DatasetDict({
         split: Dataset.from_pandas(frames[split], preserve_index=False, info=DatasetInfo(
-            features=features, description=json.dumps({"class_sizes_before_subset": before[split]})))
+            features=features, description=json.dumps({
+                "class_sizes_before_subset": before[split],
+                **({"imbalance_factor": config.imbalance_factor} if split == "train" else {})})))
         for split in SPLITS
     })
     if config.unlabelled:
@@ -136,6 +145,12 @@ def unlabelled_texts(config: DataConfig, pool, labelled: set[str], seed: int = 0
         else:
             raise ThreePhaseError(f"Cannot read unlabelled texts from {str(path)!r}: use a .txt, .csv or .jsonl file.")
     texts = [t for t in (str(t).strip() for t in texts) if t]
+    if not texts and config.unlabelled == "train":
+        raise ThreePhaseError(
+            "data.unlabelled='train' takes the training texts left out of the labelled subset, and the training "
+            "split leaves none out. Draw a labelled subset (data.max_train_samples or data.train_per_class), give a "
+            "file of texts instead, or, for data drawn already, pass a DatasetDict with an 'unlabelled' split."
+        )
     if not texts:
         raise ThreePhaseError(f"data.unlabelled {config.unlabelled!r} holds no text: point it at a file of texts.")
     if config.max_unlabelled_samples is not None and config.max_unlabelled_samples < len(texts):
@@ -150,10 +165,20 @@ def _sizes(frame: pd.DataFrame, names: list[str]) -> dict[str, int]:
 
 def sizes_before_subset(dataset: Dataset) -> dict[str, int] | None:
     """The class sizes of ``dataset``'s split before its subset was drawn (None when it was not loaded here)."""
+    return drawn_with(dataset).get("class_sizes_before_subset")
+
+
+def drawn_with(dataset: Dataset) -> dict:
+    """What :func:`load_data` recorded in a split it made (class sizes before the subset, the long tail's factor);
+    ``{}`` for data it did not make."""
     try:
-        return json.loads(dataset.info.description or "{}").get("class_sizes_before_subset")
+        recorded = json.loads(dataset.info.description or "{}")
     except (json.JSONDecodeError, AttributeError):
-        return None
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+
 
 
 def _check_two_classes(split: str, labels, names: list[str]) -> None:
@@ -224,6 +249,7 @@ def _load_frames(config: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame]
                 f"{str(label_file)!r} is not valid JSON ({err}): it must hold a list of label names, "
                 'e.g. ["negative", "positive"]. Fix it, or delete it to name the labels after their values.'
             ) from None
+    check_label_values(pd.concat([f["label"].dropna() for f in frames.values()]).unique(), str(root))
     return _encode_labels(frames, names, str(label_file))
 
 
@@ -232,7 +258,21 @@ def _read_table(path: Path, config: DataConfig) -> pd.DataFrame:
                ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json}
     if path.suffix not in readers:
         raise ThreePhaseError(f"Cannot read {str(path)!r}: use a .csv, .tsv, .jsonl, .json or .parquet file.")
-    frame = readers[path.suffix](path)
+    try:
+        frame = readers[path.suffix](path)
+    except UnicodeDecodeError as err:
+        raise ThreePhaseError(
+            f"{str(path)!r} is not UTF-8 text: line {bad_encoding_line(path)} holds the byte {err.object[err.start:err.start + 1]!r} "
+            f"({err.reason}). Re-save the file as UTF-8 (e.g. from a spreadsheet: CSV UTF-8; or "
+            f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}-utf8{path.suffix}`)."
+        ) from None
+    except (pd.errors.ParserError, ValueError) as err:
+        fix = ("Fix that row (an unterminated quote, or a row with more fields than the header; a text that holds the "
+               "separator must be quoted), then run again." if path.suffix in (".csv", ".tsv") else
+               f"Fix the file: it must be a table with a text and a label column ({path.suffix} as pandas reads it).")
+        row = re.search(r"starting at row (\d+)", str(err))  # pandas counts from 0, the header included
+        where = f" (line {int(row.group(1)) + 1} of the file)" if row else ""
+        raise ThreePhaseError(f"Cannot read {str(path)!r}: {str(err).strip()}{where}. {fix}") from None
     missing = [c for c in (config.text_column, config.label_column) if c not in frame.columns]
     if missing:
         raise ThreePhaseError(

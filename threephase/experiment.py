@@ -34,7 +34,6 @@ from typing import Any
 
 import pandas as pd
 
-from .baselines import require_extras
 from .config import VARIANTS, apply_overrides, parse_set_options
 from .errors import ThreePhaseError
 from .imbalance import resized_sizes
@@ -155,6 +154,8 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
         chosen = [v for v in setting.variants if variants is None or v in variants]
         if "setfit" in chosen:
             try:
+                from .baselines import require_extras  # on use: --help must not wait for the training stack
+
                 require_extras("setfit")
             except ThreePhaseError as missing:
                 logger.warning("%s: leaving out setfit. %s", name, missing)
@@ -317,7 +318,7 @@ output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out
 rerun:     the same command skips finished runs and resumes killed ones
 
 examples:
-  python -m threephase experiment --out reproductions/phases-help                 # the book's run, ~2 h on 2 cores
+  python -m threephase experiment --out reproductions/phases-help                 # the book's run, ~1.5 h on 2 cores
   python -m threephase experiment --size smallest --datasets sst2 --seeds 2       # minutes: what CI runs
   python -m threephase experiment --settings few-shot --set data.train_per_class=32 --out reproductions/fs32
 """

@@ -122,6 +122,35 @@ def with_pooling(body: SentenceTransformer, mode: str) -> SentenceTransformer:
     return SentenceTransformer(modules=modules, device=str(body.device))
 
 
+def check_max_seq_length(name_or_path: str, max_seq_length: int | None) -> None:
+    """Refuse a ``max_seq_length`` beyond the model's position embeddings, reading only the model's config.
+
+    A longer input would fail deep inside the model, after the run folder was started."""
+    if max_seq_length is None:
+        return
+    if max_seq_length < 1:
+        raise ThreePhaseError(f"max_seq_length must be a positive number of tokens (or null), got {max_seq_length}.")
+    try:
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(resolve_model(name_or_path))
+    except ThreePhaseError:
+        raise
+    except Exception:  # noqa: BLE001 - the model's own loading error, later, says more than this check could
+        return
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    if "roberta" in model_config.model_type or model_config.model_type == "camembert":
+        positions -= 2  # RoBERTa's positions start after the padding index
+    if max_seq_length > positions:
+        raise ThreePhaseError(
+            f"max_seq_length={max_seq_length} is longer than model {name_or_path!r} can read ({positions} tokens): "
+            f"pass --set max_seq_length={positions} or less, or null (1.2 x the longest training text, capped by "
+            "the model)."
+        )
+
+
 def auto_max_seq_length(body: SentenceTransformer, texts: list[str]) -> int:
     """1.2 × the longest tokenized training text, capped by the model (the spec's rule for unset lengths)."""
     lengths = [len(ids) for ids in body.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]

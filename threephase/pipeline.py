@@ -12,7 +12,9 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +28,10 @@ from .config import RunConfig, changed_settings
 from .data import class_sizes, data_fingerprint, load_data, sizes_before_subset
 from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
-from .models import auto_max_seq_length, load_body
+from .models import auto_max_seq_length, check_max_seq_length, load_body
 from .phases import train_cl, train_dae, train_joint
 from .records import atomic_dir, classification_metrics, device_info, library_versions, write_json
-from .training import barrier, default_device, init_processes, is_main_process, seed_everything
+from .training import barrier, check_training_args, default_device, init_processes, is_main_process, seed_everything
 from .user_data import prepare_data
 
 logger = logging.getLogger(__name__)
@@ -166,6 +168,11 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
 PHASE_REPORT = "report.json"
 
 
+def _resumable(output: Path) -> bool:
+    """Whether a run folder holds a finished phase or a trainer checkpoint to continue from."""
+    return any((output / "phases").glob("*/" + PHASE_REPORT)) or any((output / "phases").glob("*/checkpoint-*"))
+
+
 def _keep_phase(body, report: dict[str, Any], folder: Path) -> None:
     """Save a finished phase's body and report (the report last: it marks the phase done), drop its checkpoints."""
     with atomic_dir(folder / "body") as tmp:
@@ -175,11 +182,35 @@ def _keep_phase(body, report: dict[str, Any], folder: Path) -> None:
         shutil.rmtree(checkpoint, ignore_errors=True)
 
 
+def _check_writable(output: Path) -> None:
+    """Refuse a run folder that cannot be written, before any data or model loads (a probe file, then gone)."""
+    base = next((folder for folder in (output, *output.parents) if folder.exists()), Path.cwd())
+    problem = None
+    if not os.access(base, os.W_OK | os.X_OK):
+        problem = "it is read-only for this user"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=base):
+                pass
+        except OSError as err:
+            problem = err.strerror or type(err).__name__
+    if problem:
+        where = "" if base == output else f" (its nearest existing folder {str(base)!r})"
+        raise ThreePhaseError(
+            f"Cannot write the run folder {str(output)!r}{where}: {problem}. Choose an --output where you can "
+            "write, or make that folder writable."
+        )
+
+
 def _check_output(config: RunConfig, output: Path, overwrite: bool, resume: bool) -> dict[str, Any] | None:
     """Prepare the run folder; return the saved metrics when ``resume`` finds the run already finished."""
     if output.exists() and not output.is_dir():
         raise ThreePhaseError(f"--output {str(output)!r} is a file, not a folder: choose a folder path for the run.")
+    _check_writable(output)
     if not output.exists() or not any(output.iterdir()):
+        if resume:
+            logger.warning("--resume: %s holds no run to continue (%s); starting the run afresh.", output,
+                           "it is empty" if output.exists() else "it does not exist")
         return None
     saved = output / "config.json"
     if resume and saved.is_file():
@@ -201,6 +232,36 @@ def _check_output(config: RunConfig, output: Path, overwrite: bool, resume: bool
     hint = " To continue it, pass --resume." if saved.is_file() and not (output / "metrics.json").is_file() else ""
     raise ThreePhaseError(
         f"Output folder {str(output)!r} already holds files.{hint} Choose another --output, or pass --overwrite."
+    )
+
+
+DATA_RECORD = "data.json"
+
+
+def data_record(data: DatasetDict) -> dict[str, Any]:
+    """What a run folder keeps of its data from the start: a resumed run must train on the same draw."""
+    return {"data_fingerprint": data_fingerprint(data), "split_sizes": {split: len(data[split]) for split in data}}
+
+
+def check_same_data(output: Path, drawn: dict[str, Any]) -> None:
+    """Refuse to resume ``output`` on data other than the data its finished phases trained on."""
+    path = output / DATA_RECORD
+    if not path.is_file():  # a run folder from before the data was recorded: nothing to compare with
+        return
+    saved = json.loads(path.read_text())
+    if saved == drawn:
+        return
+    differences = []
+    for split in sorted(set(saved["split_sizes"]) | set(drawn["split_sizes"])):
+        then = (saved["split_sizes"].get(split), saved["data_fingerprint"].get(split))
+        now = (drawn["split_sizes"].get(split), drawn["data_fingerprint"].get(split))
+        if then != now:
+            differences.append(f"{split}: {then[0]} examples, fingerprint {then[1]} then; {now[0]} examples, "
+                               f"fingerprint {now[1]} now")
+    raise ThreePhaseError(
+        f"Cannot resume {str(output)!r}: its finished phases trained on other data ({'; '.join(differences)}). "
+        "Resume with the same data (the same data folder or $THREEPHASE_DATA_DIR, the same files, the same library "
+        "versions), or start again with --overwrite."
     )
 
 
@@ -228,6 +289,9 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     """
     config.validate()
     require_extras(config.variant)  # before any data, model or folder: a missing extra is the first thing to fix
+    for phase in ("dae", "cl", "ft"):  # a typo in phase 3's settings must not wait until phases 1 and 2 trained
+        check_training_args(getattr(config, phase).training_args, f"{phase}.training_args")
+    check_max_seq_length(config.model_name_or_path, config.max_seq_length)
     init_processes(config.device)  # under torchrun, every rank waits for rank 0 from here on
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
@@ -240,14 +304,21 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
         data = DatasetDict({split: rows for split, rows in data.items() if split != "test"})
     scored = "test" if evaluate_test else "validation"
     fresh = output is not None and not (output / "config.json").is_file()
-    if output is not None and is_main_process():
-        write_json(output / "config.json", config.to_dict())
+    if output is not None:
+        drawn = data_record(data)
+        if resume:
+            check_same_data(output, drawn)
+        if is_main_process():
+            write_json(output / "config.json", config.to_dict())
+            write_json(output / DATA_RECORD, drawn)
     barrier()
     try:
         classifier, phases = train_variant(config, data, workdir=output, resume=resume)
-    except ThreePhaseError:
-        if fresh and is_main_process() and not any((output / "phases").glob("*/" + PHASE_REPORT)):
-            shutil.rmtree(output, ignore_errors=True)  # bad input: leave nothing behind
+    except Exception:
+        # Bad input, or a crash before anything could be resumed: leave nothing behind, or the next run would say
+        # "pass --resume" for a folder that holds nothing to resume.
+        if fresh and is_main_process() and not _resumable(output):
+            shutil.rmtree(output, ignore_errors=True)
         raise
     test = evaluate_split(classifier, data[scored]["text"], data[scored]["label"], config.ft.per_device_eval_batch_size)
     label_names = data["train"].features["label"].names

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
-
 from .config import RunConfig, apply_overrides
 from .errors import ThreePhaseError
 
@@ -79,6 +77,8 @@ def paper_hyperparameters(dataset: str | None, model_name_or_path: str) -> dict[
         "paper preset: Table 5 row (%s, %s) for model %r on %r: %s.",
         "roberta-base" if key[0] == "roberta" else "all-MiniLM-L12-v2", key[1], model_name_or_path, dataset, why)
     lr_dae, lr_cl, lr_ft, reps, mult, epochs, batch, max_len, frozen, deletion = _TABLE5[key]
+    import torch  # on use: the command line's --help must not wait for the training stack
+
     # Mixed precision where the GPU has it: the paper trained on GPUs, and bf16 keeps fp32's range.
     precision = {"bf16": True} if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else {}
     return {

@@ -15,11 +15,13 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _umask() -> int:
@@ -113,6 +115,8 @@ def library_versions() -> dict[str, str]:
 
 
 def device_info(device: str | torch.device) -> dict[str, Any]:
+    import torch  # on use: the command line's --help must not wait for the training stack
+
     info: dict[str, Any] = {"device": str(device), "platform": platform.platform(), "cpu_count": os.cpu_count(),
                             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
     if torch.cuda.is_available():

@@ -149,6 +149,18 @@ class SyncLossParameters(TrainerCallback):
                 param.grad /= dist.get_world_size()
 
 
+def check_training_args(user: dict[str, Any], name: str = "training_args") -> None:
+    """Refuse names that TrainingArguments does not know (run() checks every phase's before any phase trains)."""
+    known = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments)}
+    unknown = sorted(set(user) - known)
+    if unknown:
+        raise ThreePhaseError(
+            f"{name} has settings that TrainingArguments does not know: {', '.join(unknown)}. Use the names "
+            "of transformers' TrainingArguments, e.g. bf16, gradient_accumulation_steps, gradient_checkpointing, "
+            "dataloader_num_workers, report_to, torch_compile."
+        )
+
+
 def training_arguments(
     settings: Any,
     *,
@@ -186,14 +198,7 @@ def training_arguments(
     )
     values.update(extra)
     user = dict(getattr(settings, "training_args", None) or {})
-    known = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments)}
-    unknown = sorted(set(user) - known)
-    if unknown:
-        raise ThreePhaseError(
-            f"training_args has settings that TrainingArguments does not know: {', '.join(unknown)}. Use the names "
-            "of transformers' TrainingArguments, e.g. bf16, gradient_accumulation_steps, gradient_checkpointing, "
-            "dataloader_num_workers, report_to, torch_compile."
-        )
+    check_training_args(user)
     values.update(user)
     try:
         args = SentenceTransformerTrainingArguments(**values)

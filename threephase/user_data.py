@@ -13,7 +13,8 @@ import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from .config import DataConfig
-from .data import SPLITS, _check_two_classes, _encode_labels, _finish, _limits
+from .data import SPLITS, _check_two_classes, _encode_labels, _finish, _limits, drawn_with
+from .data_checks import check_label_values
 from .errors import ThreePhaseError
 
 logger = logging.getLogger(__name__)
@@ -31,14 +32,27 @@ def prepare_data(data, config: DataConfig | None = None, seed: int | None = None
 
     Data already in threephase's form and within the configured subset sizes, such as what :func:`load_data`
     returns for the same settings, comes back as it is, so that passing it to :func:`~threephase.run` trains on
-    the same rows in the same order.
+    the same rows in the same order. The settings are applied all the same: ``config.imbalance_factor`` reshapes a
+    training split that :func:`load_data` did not reshape already (one it reshaped with another factor is
+    refused), and ``config.unlabelled`` adds an ``unlabelled`` split when the data has none.
 
     >>> data = prepare_data(my_dataset_dict, DataConfig(text_column="sentence", label_column="intent"))  # doctest: +SKIP
     """
     config = config or DataConfig()
     seed = config.seed if seed is None else seed
     splits = _as_splits(data)
-    if _prepared(splits, config):
+    reshaped = drawn_with(splits["train"]).get("imbalance_factor")
+    if reshaped is not None and reshaped != config.imbalance_factor:
+        raise ThreePhaseError(
+            f"The training split was already reshaped into a long tail (load_data with data.imbalance_factor="
+            f"{reshaped}), but the settings say data.imbalance_factor={config.imbalance_factor}: it cannot be "
+            "undone or reshaped twice. Load the data again with the run's settings (load_data(config.data)), or set "
+            f"data.imbalance_factor={reshaped}."
+        )
+    # Prepared data passes through, unless a setting that load_data applies was not applied to it: the long tail
+    # (only load_data records it) and the unlabelled texts (an 'unlabelled' split).
+    applied = reshaped == config.imbalance_factor and (not config.unlabelled or "unlabelled" in splits)
+    if applied and _prepared(splits, config):
         return DatasetDict(splits)
     frames: dict[str, pd.DataFrame] = {}
     names: list[str] | None = None
@@ -74,6 +88,7 @@ def prepare_data(data, config: DataConfig | None = None, seed: int | None = None
             logger.warning("The %s split has no labels: carving it from train instead.", split)
             continue
         frames[split] = frame
+    check_label_values(pd.concat([f["label"].dropna() for f in frames.values()]).unique(), "your data")
     frames, names = _encode_labels(frames, names, "the ClassLabel of the label column")
     add_split = lambda split: f"add a {split!r} split to the DatasetDict"  # noqa: E731
     prepared = _finish(frames, names, config, seed, add_split)
