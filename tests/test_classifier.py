@@ -170,6 +170,7 @@ def test_push_to_hub_uploads_the_folder_with_its_card(classifier, monkeypatch):
             return f"https://huggingface.co/{repo_id}/commit/abc"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # the fake Hub is reachable; offline, push_to_hub refuses (tested)
     url = classifier.push_to_hub("someone/snips2-threephase", private=True, token="t")
     assert url == "https://huggingface.co/someone/snips2-threephase/commit/abc"
     assert pushed["repo"] == ("someone/snips2-threephase", True, True) and pushed["token"] == "t"

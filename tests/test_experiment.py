@@ -9,7 +9,8 @@ import pytest
 from threephase import ThreePhaseError
 from threephase.cli import main
 from threephase.config import CLConfig, ImbalanceConfig
-from threephase.experiment import SETTINGS, plan, summarize, to_markdown
+from threephase.experiment import SETTINGS, plan
+from threephase.experiment_report import summarize, to_markdown
 from threephase.phases import pair_dataset
 
 
@@ -93,7 +94,7 @@ def test_on_balanced_classes_the_resize_variants_train_the_same_pairs():
 
 
 def test_table_marks_only_what_survives_holm_and_counts_the_intervals(tmp_path):
-    from threephase.experiment import comparisons
+    from threephase.experiment_report import comparisons
 
     def record(variant, seed, accuracy):
         return {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed, "accuracy": accuracy / 100,

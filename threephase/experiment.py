@@ -25,24 +25,17 @@ change; ``ft`` and ``logreg`` run there again as its paired reference (they repe
 from __future__ import annotations
 
 import argparse
-import io
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from .config import VARIANTS, apply_overrides, parse_set_options
 from .errors import ThreePhaseError
 from .imbalance import resized_sizes
 from .pairs import num_pairs_for
 from .presets import CPU_MODEL, preset_config
-from .records import atomic_write_bytes, atomic_write_text
-from .stats import holm
-from .reproduce import (VARIANT_TITLES, absolute_paths, aggregate, check_grid, parse_seeds, report,
-                        run_grid, split_list)
+from .reproduce import VARIANT_TITLES, absolute_paths, check_grid, parse_seeds, report, run_grid, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -178,138 +171,6 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
     return result
 
 
-METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-ALPHA = 0.05
-
-
-def summarize(out: str | os.PathLike, settings=None) -> pd.DataFrame:
-    """One row per (setting, dataset, variant): for accuracy and macro-F1 (%), the mean and std over seeds and the
-    paired difference to ``ft`` with its 95% interval and paired t-test p-value, from the run records under
-    ``<out>/<setting>/``. ``*_p_holm`` is the p-value after Holm's correction over every comparison to FT in the
-    frame for that metric (the family the chapter reports); ``*_significant`` is ``*_p_holm`` < 0.05."""
-    frames = []
-    for name in settings or SETTINGS:
-        parts = []
-        for metric in METRICS:
-            df = aggregate(Path(out) / name, table=4, metric=metric)
-            if df.empty:
-                break
-            df = df.drop(columns=["paper", "diff", "paper_setting"])
-            keys = ["dataset", "model", "variant", "seeds", "n"]
-            parts.append(df.rename(columns={c: f"{metric}_{c}" for c in df.columns if c not in keys}))
-        if parts:
-            frames.append(parts[0].merge(parts[1], on=["dataset", "model", "variant", "seeds", "n"])
-                          .assign(setting=name))
-    if not frames:
-        raise ThreePhaseError(f"No finished runs under {str(out)!r}: run the experiment first.")
-    df = pd.concat(frames, ignore_index=True)
-    for metric in METRICS:
-        df[f"{metric}_p_holm"] = holm(df[f"{metric}_p_value"])
-        df[f"{metric}_significant"] = df[f"{metric}_p_holm"] < ALPHA
-    return df[["setting"] + [c for c in df.columns if c != "setting"]]
-
-
-def comparisons(df: pd.DataFrame) -> dict[str, int]:
-    """How many intervals to FT the table reports per metric, and how many of them excludes 0 before correction."""
-    counts = {}
-    for metric in METRICS:
-        tested = df[f"{metric}_p_value"].notna()
-        counts[f"{metric}_intervals"] = int(tested.sum())
-        counts[f"{metric}_uncorrected"] = int((~df.loc[tested, f"{metric}_covers_zero"].astype(bool)).sum())
-        counts[f"{metric}_holm"] = int(df.loc[tested, f"{metric}_significant"].sum())
-    return counts
-
-
-def _score(row, metric: str) -> str:
-    std = row[f"{metric}_std"]
-    return f"{row[f'{metric}_mean']:.1f} ± {'–' if pd.isna(std) else f'{std:.1f}'}"
-
-
-def _difference(row, metric: str) -> str:
-    if row["variant"] == "ft" or pd.isna(row[f"{metric}_vs_ft"]):
-        return ""
-    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-    interval = "" if pd.isna(low) else f" [{low:+.1f}, {high:+.1f}]"
-    mark = " ✱" if row[f"{metric}_significant"] else ""
-    return f"{row[f'{metric}_vs_ft']:+.1f}{interval}{mark}"
-
-
-def to_markdown(df: pd.DataFrame) -> str:
-    """One table per (setting, dataset), a row per variant: accuracy and macro-F1 (%) with their paired
-    differences to FT and 95% intervals; ✱ where the difference survives Holm's correction."""
-    lines = []
-    for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
-        setting = SETTINGS.get(name)
-        lines += [f"**{name}**, {dataset}: {setting.title if setting else ''}. "
-                  f"{setting.question if setting else ''}", "",
-                  "| variant | accuracy | vs FT [95% CI] | macro-F1 | vs FT [95% CI] |",
-                  "| --- | --- | --- | --- | --- |"]
-        order = {v: i for i, v in enumerate(VARIANT_TITLES)}
-        for _, row in group.sort_values("variant", key=lambda v: v.map(order)).iterrows():
-            lines.append(f"| {VARIANT_TITLES.get(row['variant'], row['variant'])} | {_score(row, 'accuracy')} | "
-                         f"{_difference(row, 'accuracy')} | {_score(row, 'macro_f1')} | "
-                         f"{_difference(row, 'macro_f1')} |")
-        lines.append("")
-    counts = comparisons(df)
-    seeds = ", ".join(sorted(set(df["seeds"])))
-    lines += [f"Test accuracy and macro-F1 (%), mean ± std over seeds ({seeds}), one data draw. vs FT: the mean over "
-              "seeds of (variant − FT) on the same seed and data draw, in points, with its 95% Student-t interval. "
-              f"The tables hold {counts['accuracy_intervals']} such intervals per metric; at the 95% level chance "
-              f"alone would exclude 0 from about {ALPHA * counts['accuracy_intervals']:.0f} of them. ✱ marks a "
-              "difference that stays significant after Holm's correction over all of them (paired t-test, family-"
-              f"wise error 5%): {counts['accuracy_holm']} for accuracy ({counts['accuracy_uncorrected']} intervals "
-              f"exclude 0 before correction), {counts['macro_f1_holm']} for macro-F1 "
-              f"({counts['macro_f1_uncorrected']} before)."]
-    return "\n".join(lines) + "\n"
-
-
-def plot(df: pd.DataFrame):
-    """The paired difference to FT with its 95% interval, one column per setting, accuracy above and macro-F1
-    below, a point per (dataset, variant); filled where the difference survives Holm's correction."""
-    from matplotlib.figure import Figure
-
-    settings = list(dict.fromkeys(df["setting"]))
-    diffs = df[df["variant"] != "ft"]
-    variants = [v for v in VARIANT_TITLES if v in set(diffs["variant"])]
-    fig = Figure(figsize=(3.4 * len(settings) + 1.8, 6.4), layout="constrained")
-    axes = fig.subplots(2, len(settings), sharey="row", squeeze=False)
-    for row, metric in enumerate(METRICS):
-        for ax, setting in zip(axes[row], settings):
-            sub = diffs[diffs["setting"] == setting]
-            datasets = list(dict.fromkeys(sub["dataset"]))
-            width = 0.8 / max(len(variants), 1)
-            for i, variant in enumerate(variants):
-                rows = sub[sub["variant"] == variant].set_index("dataset").reindex(datasets)
-                x = [d + (i - (len(variants) - 1) / 2) * width for d in range(len(datasets))]
-                mean = rows[f"{metric}_vs_ft"]
-                low, high = (mean - rows[f"{metric}_ci_low"]).fillna(0), (rows[f"{metric}_ci_high"] - mean).fillna(0)
-                ax.errorbar(x, mean, yerr=[low, high], fmt="none", capsize=3, color=f"C{i}")
-                significant = rows[f"{metric}_significant"].fillna(False).astype(bool)
-                ax.scatter(x, mean, color=[f"C{i}" if s else "white" for s in significant], edgecolors=f"C{i}",
-                           zorder=3, label=VARIANT_TITLES[variant] if row == 0 else None)
-            ax.axhline(0, color="black", linewidth=1)
-            ax.set_xticks(range(len(datasets)), datasets, fontsize=10)
-            ax.tick_params(labelsize=10)
-            if row == 0:
-                ax.set_title(setting, fontsize=11)
-            ax.grid(axis="y", alpha=0.3)
-        axes[row][0].set_ylabel(f"{METRICS[metric]} − FT (points)", fontsize=10)
-    fig.legend(loc="outside right upper", fontsize=10, title="filled: Holm-significant", title_fontsize=9)
-    return fig
-
-
-def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
-    """Write ``<out>/phases_help.md``, ``.csv`` and ``.png`` (atomically) from the finished runs."""
-    df = summarize(out, settings)
-    out = Path(out)
-    atomic_write_text(out / "phases_help.md", to_markdown(df))
-    atomic_write_text(out / "phases_help.csv", df.round(3).to_csv(index=False))
-    buffer = io.BytesIO()
-    plot(df).savefig(buffer, format="png", dpi=120)
-    atomic_write_bytes(out / "phases_help.png", buffer.getvalue())
-    return df
-
-
 EPILOG = """\
 settings:  few-shot (8 labels per class; with setfit when installed), unlabelled (the same + 256 unlabelled texts
            for phase 1), long-tail (ρ = 10, 80 examples; with no-imb and extra-imb); the cpu preset at the
@@ -353,5 +214,7 @@ def experiment_command(args: argparse.Namespace) -> int:
         for overrides, cells in grid.groups(name):
             failed += run_grid(cells, Path(args.out) / name, overrides, desc=name, device=args.device,
                                overwrite=args.overwrite, jobs=args.jobs)
+    from .experiment_report import to_markdown, write_summary
+
     return report(failed, lambda: write_summary(args.out, settings), to_markdown,
                   f"{args.out}/phases_help.md, .csv and .png")

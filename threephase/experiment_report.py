@@ -1,0 +1,254 @@
+"""The tables, figure and findings of the "When do the phases help?" experiment, from its run records.
+
+:func:`summarize` reads ``<out>/<setting>/runs/*/results.json`` into one row per (setting, dataset, variant):
+accuracy and macro-F1 with their paired differences to FT, 95% intervals, paired t-tests and Holm's correction.
+:func:`write_summary` writes ``phases_help.md`` (the tables), ``.csv``, ``.png`` and ``phases_help_findings.md``:
+the sentences with numbers that the book's chapter includes, so that its prose never retypes a number.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ThreePhaseError
+from .records import atomic_write_bytes, atomic_write_text
+from .reproduce import VARIANT_TITLES, aggregate, load_records
+from .stats import holm, paired_differences
+
+
+def _settings():
+    from .experiment import SETTINGS  # the experiment's plan imports this module's functions on use
+
+    return SETTINGS
+
+
+METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+ALPHA = 0.05
+
+
+def summarize(out: str | os.PathLike, settings=None) -> pd.DataFrame:
+    """One row per (setting, dataset, variant): for accuracy and macro-F1 (%), the mean and std over seeds and the
+    paired difference to ``ft`` with its 95% interval and paired t-test p-value, from the run records under
+    ``<out>/<setting>/``. ``*_p_holm`` is the p-value after Holm's correction over every comparison to FT in the
+    frame for that metric (the family the chapter reports); ``*_significant`` is ``*_p_holm`` < 0.05."""
+    frames = []
+    for name in settings or _settings():
+        parts = []
+        for metric in METRICS:
+            df = aggregate(Path(out) / name, table=4, metric=metric)
+            if df.empty:
+                break
+            df = df.drop(columns=["paper", "diff", "paper_setting"])
+            keys = ["dataset", "model", "variant", "seeds", "n"]
+            parts.append(df.rename(columns={c: f"{metric}_{c}" for c in df.columns if c not in keys}))
+        if parts:
+            frames.append(parts[0].merge(parts[1], on=["dataset", "model", "variant", "seeds", "n"])
+                          .assign(setting=name))
+    if not frames:
+        raise ThreePhaseError(f"No finished runs under {str(out)!r}: run the experiment first.")
+    df = pd.concat(frames, ignore_index=True)
+    for metric in METRICS:
+        df[f"{metric}_p_holm"] = holm(df[f"{metric}_p_value"])
+        df[f"{metric}_significant"] = df[f"{metric}_p_holm"] < ALPHA
+    df = df.merge(training_facts(out, settings), how="left", on=["setting", "dataset", "variant"])
+    return df[["setting"] + [c for c in df.columns if c != "setting"]]
+
+
+def training_facts(out: str | os.PathLike, settings=None) -> pd.DataFrame:
+    """Per (setting, dataset, variant), means over seeds of what the records say about training: phase 2's pair
+    count, and phase 3's kept validation loss beside chance (ln K), in nats."""
+    rows = []
+    for name in settings or _settings():
+        for r in load_records(Path(out) / name):
+            phases = r.get("phases", {})
+            ft, cl = phases.get("ft", {}), phases.get("cl") or phases.get("joint") or {}
+            rows.append({"setting": name, "dataset": r["dataset"], "variant": r["variant"],
+                         "pairs": cl.get("num_pairs", math.nan),
+                         "validation_loss": ft.get("best_validation_loss", math.nan),
+                         "chance_loss": ft.get("chance_loss", math.nan)})
+    columns = ["setting", "dataset", "variant", "pairs", "validation_loss", "chance_loss"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows).groupby(columns[:3], sort=False).mean().reset_index()
+
+
+def resize_at_equal_pairs(out: str | os.PathLike, settings=None) -> pd.DataFrame:
+    """In the settings where every resize trains the same number of pairs, each resize variant's paired
+    difference to ``no-imb`` (no resize), accuracy and macro-F1, Holm-corrected within this family."""
+    frames = []
+    for name in settings or _settings():
+        setting = _settings().get(name)
+        if setting is None or not setting.equal_pairs:
+            continue
+        records = [r for r in load_records(Path(out) / name) if r["variant"] != "ft"]
+        for metric in METRICS:
+            diffs = paired_differences(records, baseline="no-imb", metric=metric)
+            frames.append(diffs.assign(setting=name, metric=metric))
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    df["p_holm"] = float("nan")
+    for metric in METRICS:
+        rows = df["metric"] == metric
+        df.loc[rows, "p_holm"] = holm(df.loc[rows, "p_value"])
+    df["significant"] = df["p_holm"] < ALPHA
+    return df
+
+
+def comparisons(df: pd.DataFrame) -> dict[str, int]:
+    """How many intervals to FT the table reports per metric, and how many of them excludes 0 before correction."""
+    counts = {}
+    for metric in METRICS:
+        tested = df[f"{metric}_p_value"].notna()
+        counts[f"{metric}_intervals"] = int(tested.sum())
+        counts[f"{metric}_uncorrected"] = int((~df.loc[tested, f"{metric}_covers_zero"].astype(bool)).sum())
+        counts[f"{metric}_holm"] = int(df.loc[tested, f"{metric}_significant"].sum())
+    return counts
+
+
+def _score(row, metric: str) -> str:
+    std = row[f"{metric}_std"]
+    return f"{row[f'{metric}_mean']:.1f} ± {'–' if pd.isna(std) else f'{std:.1f}'}"
+
+
+def _difference(row, metric: str) -> str:
+    if row["variant"] == "ft" or pd.isna(row[f"{metric}_vs_ft"]):
+        return ""
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    interval = "" if pd.isna(low) else f" [{low:+.1f}, {high:+.1f}]"
+    mark = " ✱" if row[f"{metric}_significant"] else ""
+    return f"{row[f'{metric}_vs_ft']:+.1f}{interval}{mark}"
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """One table per (setting, dataset), a row per variant: accuracy and macro-F1 (%) with their paired
+    differences to FT and 95% intervals; ✱ where the difference survives Holm's correction."""
+    lines = []
+    for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
+        setting = _settings().get(name)
+        lines += [f"**{name}**, {dataset}: {setting.title if setting else ''}. "
+                  f"{setting.question if setting else ''}", "",
+                  "| variant | accuracy | vs FT [95% CI] | macro-F1 | vs FT [95% CI] |",
+                  "| --- | --- | --- | --- | --- |"]
+        order = {v: i for i, v in enumerate(VARIANT_TITLES)}
+        for _, row in group.sort_values("variant", key=lambda v: v.map(order)).iterrows():
+            lines.append(f"| {VARIANT_TITLES.get(row['variant'], row['variant'])} | {_score(row, 'accuracy')} | "
+                         f"{_difference(row, 'accuracy')} | {_score(row, 'macro_f1')} | "
+                         f"{_difference(row, 'macro_f1')} |")
+        lines.append("")
+    counts = comparisons(df)
+    seeds = ", ".join(sorted(set(df["seeds"])))
+    lines += [f"Test accuracy and macro-F1 (%), mean ± std over seeds ({seeds}), one data draw. vs FT: the mean over "
+              "seeds of (variant − FT) on the same seed and data draw, in points, with its 95% Student-t interval. "
+              f"The tables hold {counts['accuracy_intervals']} such intervals per metric; at the 95% level chance "
+              f"alone would exclude 0 from about {ALPHA * counts['accuracy_intervals']:.0f} of them. ✱ marks a "
+              "difference that stays significant after Holm's correction over all of them (paired t-test, family-"
+              f"wise error 5%): {counts['accuracy_holm']} for accuracy ({counts['accuracy_uncorrected']} intervals "
+              f"exclude 0 before correction), {counts['macro_f1_holm']} for macro-F1 "
+              f"({counts['macro_f1_uncorrected']} before)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(df: pd.DataFrame):
+    """The paired difference to FT with its 95% interval, one column per setting, accuracy above and macro-F1
+    below, a point per (dataset, variant); filled where the difference survives Holm's correction."""
+    from matplotlib.figure import Figure
+
+    settings = list(dict.fromkeys(df["setting"]))
+    diffs = df[df["variant"] != "ft"]
+    variants = [v for v in VARIANT_TITLES if v in set(diffs["variant"])]
+    fig = Figure(figsize=(3.4 * len(settings) + 1.8, 6.4), layout="constrained")
+    axes = fig.subplots(2, len(settings), sharey="row", squeeze=False)
+    for row, metric in enumerate(METRICS):
+        for ax, setting in zip(axes[row], settings):
+            sub = diffs[diffs["setting"] == setting]
+            datasets = list(dict.fromkeys(sub["dataset"]))
+            width = 0.8 / max(len(variants), 1)
+            for i, variant in enumerate(variants):
+                rows = sub[sub["variant"] == variant].set_index("dataset").reindex(datasets)
+                x = [d + (i - (len(variants) - 1) / 2) * width for d in range(len(datasets))]
+                mean = rows[f"{metric}_vs_ft"]
+                low, high = (mean - rows[f"{metric}_ci_low"]).fillna(0), (rows[f"{metric}_ci_high"] - mean).fillna(0)
+                ax.errorbar(x, mean, yerr=[low, high], fmt="none", capsize=3, color=f"C{i}")
+                significant = rows[f"{metric}_significant"].fillna(False).astype(bool)
+                ax.scatter(x, mean, color=[f"C{i}" if s else "white" for s in significant], edgecolors=f"C{i}",
+                           zorder=3, label=VARIANT_TITLES[variant] if row == 0 else None)
+            ax.axhline(0, color="black", linewidth=1)
+            ax.set_xticks(range(len(datasets)), datasets, fontsize=10)
+            ax.tick_params(labelsize=10)
+            if row == 0:
+                ax.set_title(setting, fontsize=11)
+            ax.grid(axis="y", alpha=0.3)
+        axes[row][0].set_ylabel(f"{METRICS[metric]} − FT (points)", fontsize=10)
+    fig.legend(loc="outside right upper", fontsize=10, title="filled: Holm-significant", title_fontsize=9)
+    return fig
+
+
+def _signed(value: float, low: float, high: float) -> str:
+    interval = "" if pd.isna(low) else f" [{low:+.1f}, {high:+.1f}]"
+    return f"{value:+.1f}{interval}"
+
+
+def findings(df: pd.DataFrame, resize: pd.DataFrame) -> str:
+    """The chapter's quoted numbers as Markdown sentences, from the summary frames (nothing retyped)."""
+    title = lambda v: VARIANT_TITLES.get(v, v)  # noqa: E731
+    lines = []
+    for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
+        ft = group[group["variant"] == "ft"].iloc[0]
+        text = (f"- **{name}**, {dataset} ({ft['n']} seeds): FT scores {ft['accuracy_mean']:.1f}% accuracy "
+                f"(± {ft['accuracy_std']:.1f}) and {ft['macro_f1_mean']:.1f}% macro-F1.")
+        if not pd.isna(ft.get("validation_loss")):
+            text += (f" Its kept validation loss averages {ft['validation_loss']:.2f} nats, against "
+                     f"{ft['chance_loss']:.2f} for a guess (ln K).")
+        others = group[group["variant"] != "ft"]
+        if len(others):
+            best = others.loc[others["accuracy_mean"].idxmax()]
+            text += (f" The best by accuracy is {title(best['variant'])}, {best['accuracy_mean']:.1f}% "
+                     f"({_signed(best['accuracy_vs_ft'], best['accuracy_ci_low'], best['accuracy_ci_high'])} "
+                     "points against FT).")
+        for metric, label in METRICS.items():
+            kept = others[others[f"{metric}_significant"].fillna(False).astype(bool)]
+            listed = ", ".join(
+                title(r["variant"]) + " " + _signed(r[f"{metric}_vs_ft"], r[f"{metric}_ci_low"], r[f"{metric}_ci_high"])
+                for _, r in kept.iterrows())
+            text += f" After Holm, {label} differences to FT: {listed or 'none'}."
+        if group["pairs"].notna().any() and _settings().get(name) and _settings()[name].equal_pairs:
+            text += f" Every phase-2 variant here trains on {group['pairs'].dropna().iloc[0]:.0f} pairs."
+        lines.append(text)
+    counts = comparisons(df)
+    lines.append(f"- Over all settings the tables report {counts['accuracy_intervals']} intervals to FT per metric. "
+                 f"At the 95% level, chance alone would exclude 0 from about "
+                 f"{ALPHA * counts['accuracy_intervals']:.1f} of them. For accuracy {counts['accuracy_uncorrected']} "
+                 f"exclude 0 before correction and {counts['accuracy_holm']} survive Holm's; for macro-F1, "
+                 f"{counts['macro_f1_uncorrected']} and {counts['macro_f1_holm']}.")
+    if not resize.empty:
+        for name, group in resize.groupby("setting", sort=False):
+            parts = []
+            for _, r in group[group["metric"] == "accuracy"].iterrows():
+                parts.append(f"{title(r['variant'])} − No Imb. = {_signed(r['diff'], r['ci_low'], r['ci_high'])} "
+                             f"points of accuracy (Holm p = {r['p_holm']:.2f})")
+            lines.append(f"- **Resize at equal steps** ({name}): " + "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
+    """Write ``<out>/phases_help.md``, ``.csv``, ``.png``, ``phases_help_resize.csv`` and
+    ``phases_help_findings.md`` (atomically) from the finished runs."""
+    df = summarize(out, settings)
+    resize = resize_at_equal_pairs(out, settings)
+    out = Path(out)
+    atomic_write_text(out / "phases_help.md", to_markdown(df))
+    atomic_write_text(out / "phases_help.csv", df.round(3).to_csv(index=False))
+    atomic_write_text(out / "phases_help_resize.csv", resize.round(4).to_csv(index=False))
+    atomic_write_text(out / "phases_help_findings.md", findings(df, resize))
+    buffer = io.BytesIO()
+    plot(df).savefig(buffer, format="png", dpi=120)
+    atomic_write_bytes(out / "phases_help.png", buffer.getvalue())
+    return df
+
+
