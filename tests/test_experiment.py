@@ -149,3 +149,28 @@ def test_smallest_form_end_to_end(tmp_path, data_dir, monkeypatch, capsys):
     assert "skipped" in printed.out + printed.err and " ran " not in printed.out + printed.err
     assert (out / "phases_help.csv").read_text() == table
     assert summarize(out)["n"].sum() == len(df) * 2
+
+
+def test_findings_quote_the_summary_and_the_resize_at_equal_pairs(tmp_path):
+    from threephase.experiment_report import findings, resize_at_equal_pairs
+
+    def record(variant, seed, accuracy, pairs):
+        return {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed, "accuracy": accuracy / 100,
+                "macro_f1": (accuracy - 5) / 100,
+                "phases": {"cl": {"num_pairs": pairs}, "ft": {"best_validation_loss": 0.5, "chance_loss": 1.9459}}}
+
+    for seed, (ft, extra, none) in enumerate([(70, 80, 71), (72, 83, 72), (71, 81, 70)]):
+        for variant, accuracy in (("ft", ft), ("extra-imb", extra), ("no-imb", none)):
+            folder = tmp_path / "long-tail-many-pairs" / "runs" / f"{variant}{seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps(record(variant, seed, accuracy, 900)))
+    df = summarize(tmp_path, settings=["long-tail-many-pairs"])
+    resize = resize_at_equal_pairs(tmp_path, settings=["long-tail-many-pairs"])
+    text = findings(df, resize)
+    assert "FT scores 71.0% accuracy" in text and "66.0% macro-F1" in text
+    assert "0.50 nats, against 1.95" in text
+    assert "The best by accuracy is Extra Imb., 81.3%" in text
+    assert "trains on 900 pairs" in text
+    extra = resize[(resize["variant"] == "extra-imb") & (resize["metric"] == "accuracy")].iloc[0]
+    assert extra["diff"] == pytest.approx((9 + 11 + 11) / 3)
+    assert f"Extra Imb. − No Imb. = +{extra['diff']:.1f}" in text
