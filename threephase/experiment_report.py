@@ -199,6 +199,9 @@ def findings(df: pd.DataFrame, resize: pd.DataFrame) -> str:
     title = lambda v: VARIANT_TITLES.get(v, v)  # noqa: E731
     lines = []
     for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
+        if not (group["variant"] == "ft").any():
+            lines.append(f"- **{name}**, {dataset}: no FT runs yet, so no difference to FT.")
+            continue
         ft = group[group["variant"] == "ft"].iloc[0]
         text = (f"- **{name}**, {dataset} ({ft['n']} seeds): FT scores {ft['accuracy_mean']:.1f}% accuracy "
                 f"(± {ft['accuracy_std']:.1f}) and {ft['macro_f1_mean']:.1f}% macro-F1.")
@@ -236,6 +239,43 @@ def findings(df: pd.DataFrame, resize: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail"):
+    """Left: the long-tailed training split's class sizes, and the sizes after the resize of three-phase (max_ratio
+    4) and extra-imb (20), with each class's resize ratio. Right: where FT's test predictions go (the confusion
+    matrix summed over seeds). None when the setting has no FT records."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from .config import ImbalanceConfig
+    from .imbalance import resize_ratios, resized_sizes
+    from .viz import plot_confusion_matrix
+
+    records = [r for r in load_records(Path(out) / setting) if r["variant"] == "ft"]
+    if not records:
+        return None
+    sizes = records[0]["class_sizes"]
+    names = list(sizes)
+    defaults = ImbalanceConfig()
+    fig = Figure(figsize=(12.5, 5.2), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
+    x = np.arange(len(names))
+    for offset, (label, max_ratio) in zip((-0.27, 0, 0.27), (("no resize (No Imb.)", None), ("3-Phase (max 4)", 4.0),
+                                                           ("Extra Imb. (max 20)", 20.0))):
+        after = sizes if max_ratio is None else resized_sizes(sizes, defaults.min_ratio, max_ratio)
+        bars = left.bar(x + offset, [after[n] for n in names], width=0.27, label=label)
+        if max_ratio is not None:
+            ratios = resize_ratios(sizes, defaults.min_ratio, max_ratio)
+            left.bar_label(bars, [f"×{ratios[n]:.1f}" if ratios[n] != 1 else "" for n in names], fontsize=9)
+    left.set_xticks(x, names, rotation=30, ha="right", fontsize=10)
+    left.set_ylabel("training examples (after the resize)", fontsize=10)
+    left.set_title("the long tail and the resize before phase 2", fontsize=11)
+    left.legend(fontsize=10)
+    matrix = np.sum([r["confusion_matrix"] for r in records], axis=0)
+    plot_confusion_matrix(matrix, records[0]["label_names"], ax=right)
+    right.set_title(f"FT's test predictions, summed over {len(records)} seeds", fontsize=11)
+    return fig
+
+
 def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
     """Write ``<out>/phases_help.md``, ``.csv``, ``.png``, ``phases_help_resize.csv`` and
     ``phases_help_findings.md`` (atomically) from the finished runs."""
@@ -249,6 +289,11 @@ def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
     buffer = io.BytesIO()
     plot(df).savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(out / "phases_help.png", buffer.getvalue())
+    tail = long_tail_figure(out)
+    if tail is not None:
+        buffer = io.BytesIO()
+        tail.savefig(buffer, format="png", dpi=110)
+        atomic_write_bytes(out / "phases_help_long_tail.png", buffer.getvalue())
     return df
 
 
