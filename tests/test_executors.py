@@ -107,3 +107,21 @@ def test_slurm_flags_need_an_executor(tmp_path, capsys):
     assert main(grid(tmp_path, "1", "--executor", "slurm", "--jobs", "2")) == 2
     assert "drop --jobs" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_search_spread_over_two_local_workers_fills_one_study(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.setattr(executors, "POLL_S", 0.2)
+    out = tmp_path / "search"
+    search = ["search", "--dataset", "snips2", "--data-dir", data_dir, "--variant", "logreg", "--preset", "cpu",
+              "--device", "cpu", *TINY, "--n-trials", "3", "--metric", "accuracy", "--out", str(out),
+              "--executor", "local", "--workers", "2"]
+    assert main(search) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "submitted 2 " in "\n".join(lines)
+    summary = json.loads(lines[-1])
+    # Each worker stops when the shared study holds 3 finished trials; a third may be on its way then.
+    assert summary["finished_trials"] in (3, 4) and set(summary["best_params"]) == {"logreg.C"}
+    jobs = executors.load_jobs(out / "slurm")
+    assert set(jobs) == {"worker0", "worker1"}
+    assert main(search) == 0  # the study is full: no worker is submitted again
+    assert "submitted" not in capsys.readouterr().out and executors.load_jobs(out / "slurm") == jobs

@@ -271,3 +271,49 @@ def still_running(options: ExecutorOptions | None, failed: list[str]) -> int | N
 
         raise failure(failed)
     return 0
+
+
+class SearchJob(Checkpointable):
+    """One search worker: :func:`threephase.search.search` against a shared study. A requeued worker runs the same
+    call again (Checkpointable's own checkpoint); the trial it was killed in is marked failed by Optuna's heartbeat
+    and not counted."""
+
+    def __call__(self, config, space, n_trials, out, storage, study_name, metric):
+        from .cli import quiet_logging
+        from .search import finished_trials, search
+
+        quiet_logging()
+        study = search(config, space, n_trials, out, storage=storage, study_name=study_name, metric=metric)
+        return {"status": "ran", "finished_trials": finished_trials(study)}
+
+
+def run_search_jobs(config, space, n_trials: int, out: str | os.PathLike, *, storage: str | None, study_name: str,
+                    metric: str, workers: int, options: ExecutorOptions) -> tuple[list[str], list[str]]:
+    """Run a search as ``workers`` jobs sharing one Optuna study; return (failed, queued) lines. A rerun submits
+    workers again only while the study lacks finished trials."""
+    import optuna
+
+    from .search import check_space, default_space_path, finished_trials, load_space
+
+    if workers < 1:
+        raise ThreePhaseError(f"--workers {workers}: run at least one worker.")
+    config.validate()  # what search() checks first, here before any job is queued
+    checked, source = load_space(default_space_path(config.variant) if space is None else space)
+    check_space(checked, config, source)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{out / 'study.db'}"
+    if options.kind == "slurm" and storage.startswith("sqlite") and workers > 1:
+        print("note: several jobs share a SQLite study file; that needs a file system with working locks (not "
+              "every NFS has them). Use --storage postgresql://... (or mysql://...) when in doubt.")
+
+    def finished() -> int:
+        try:
+            return finished_trials(optuna.load_study(study_name=study_name, storage=storage))
+        except KeyError:  # no such study yet
+            return 0
+
+    complete = lambda task: ("finished", "") if finished() >= n_trials else None  # noqa: E731
+    tasks = {f"worker{i}": (config, space, n_trials, str(out), storage, study_name, metric) for i in range(workers)}
+    return run_tasks(tasks, SearchJob(), out, options, name=f"threephase-search-{out.name}", settled=complete,
+                     force=finished() < n_trials)
