@@ -25,12 +25,12 @@ from .driver import _finished, cell_parameters, run_cell, run_name
 from .errors import ThreePhaseError
 from .records import atomic_write_text
 
-try:  # the cluster extra; without it only --executor fails, with a clear message (see require_submitit)
+try:  # the cluster extra; without it only --executor fails, with a clear message (see executor_options)
+    from submitit.core.utils import JobPaths, pickle_load
     from submitit.helpers import Checkpointable, DelayedSubmission
 except ImportError:  # pragma: no cover
     Checkpointable, DelayedSubmission = object, None
 
-EXECUTORS = ("local", "slurm")
 JOBS_FILE = "jobs.json"
 POLL_S = 2.0
 DEFAULTS = {"slurm_partition": None, "slurm_gpus_per_job": 1, "slurm_time": 180, "slurm_mem": 32.0}
@@ -48,21 +48,15 @@ class ExecutorOptions:
     retry_failed: bool = False
     queued: list[str] = field(default_factory=list)  # filled per grid: cells not finished when this call ends
 
-    @property
-    def waits(self) -> bool:
-        return self.kind == "local" or self.wait
-
 
 def add_executor_options(parser: argparse.ArgumentParser, unit: str = "cell") -> None:
     group = parser.add_argument_group("cluster (needs submitit: pip install 'threephase[cluster]')")
-    group.add_argument("--executor", choices=EXECUTORS,
+    group.add_argument("--executor", choices=("local", "slurm"),
                        help=f"run each {unit} as a submitit job: slurm submits them to SLURM (logs in "
                             "<out>/slurm/<job id>/), local runs the same jobs as processes here (default: no "
                             "executor, in this process or the --jobs pool)")
-    group.add_argument("--wait", action="store_true",
-                       help="with --executor slurm: wait for the jobs, then finish (local always waits)")
-    group.add_argument("--retry-failed", action="store_true",
-                       help=f"submit again the {unit}s whose job failed (after fixing the cause)")
+    group.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the jobs (local does)")
+    group.add_argument("--retry-failed", action="store_true", help=f"submit the {unit}s whose job failed again")
     group.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's)")
     group.add_argument("--slurm-gpus-per-job", type=int, metavar="N", help="GPUs per job (default 1)")
     group.add_argument("--slurm-time", type=int, metavar="MINUTES",
@@ -81,7 +75,8 @@ def executor_options(args: argparse.Namespace) -> ExecutorOptions | None:
         if given or args.retry_failed:
             raise ThreePhaseError(f"{', '.join(given) or '--retry-failed'} needs --executor slurm (or local).")
         return None
-    require_submitit()
+    if DelayedSubmission is None:
+        raise ThreePhaseError("--executor needs submitit: pip install 'threephase[cluster]'.")
     if getattr(args, "jobs", 1) != 1 or getattr(args, "notebooks", False):
         raise ThreePhaseError("--executor runs each cell as a job of its own: drop --jobs and --notebooks.")
     value = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
@@ -91,23 +86,13 @@ def executor_options(args: argparse.Namespace) -> ExecutorOptions | None:
                            value["slurm_mem"], list(args.slurm_setup), args.wait, args.retry_failed)
 
 
-def require_submitit() -> None:
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        raise ThreePhaseError("--executor needs submitit: pip install 'threephase[cluster]'.") from None
-
-
 def job_parameters(options: ExecutorOptions, name: str) -> dict[str, Any]:
     """``AutoExecutor.update_parameters`` for one job: the generic names apply to both executors; the ``slurm_``
     ones only to SLURM."""
-    params: dict[str, Any] = {"name": name, "timeout_min": options.time_min, "mem_gb": options.mem_gb,
-                              "gpus_per_node": options.gpus_per_job, "tasks_per_node": 1, "nodes": 1}
-    if options.partition:
-        params["slurm_partition"] = options.partition
-    if options.setup:
-        params["slurm_setup"] = list(options.setup)
-    return params
+    only_slurm = {"slurm_partition": options.partition, "slurm_setup": list(options.setup)}
+    return {"name": name, "timeout_min": options.time_min, "mem_gb": options.mem_gb,
+            "gpus_per_node": options.gpus_per_job, "tasks_per_node": 1, "nodes": 1,
+            **{key: value for key, value in only_slurm.items() if value}}
 
 
 def make_executor(folder: Path, options: ExecutorOptions, name: str):
@@ -133,8 +118,7 @@ class CellJob(Checkpointable):
 
 
 def load_jobs(folder: Path) -> dict[str, dict[str, str]]:
-    path = folder / JOBS_FILE
-    return json.loads(path.read_text())["jobs"] if path.is_file() else {}
+    return json.loads((folder / JOBS_FILE).read_text())["jobs"] if (folder / JOBS_FILE).is_file() else {}
 
 
 def save_jobs(folder: Path, jobs: Mapping[str, Mapping[str, str]]) -> None:
@@ -142,8 +126,6 @@ def save_jobs(folder: Path, jobs: Mapping[str, Mapping[str, str]]) -> None:
 
 
 def _paths(entry: Mapping[str, str]):
-    from submitit.core.utils import JobPaths
-
     return JobPaths(entry["folder"], entry["job_id"])
 
 
@@ -174,8 +156,6 @@ def job_state(entry: Mapping[str, str] | None, queued_ids: set[str] | None) -> t
     """(``finished`` | ``failed`` | ``queued`` | ``missing``, detail) of the job a task last had."""
     if entry is None:
         return "missing", ""
-    from submitit.core.utils import pickle_load
-
     paths = _paths(entry)
     logs = f"{paths.stdout} and {paths.stderr}"
     if paths.result_pickle.is_file():
@@ -199,10 +179,11 @@ def run_tasks(tasks: Mapping[str, tuple], job: Callable, out: Path, options: Exe
     job's; ``force`` submits every task that is not queued (``--overwrite``)."""
     folder = out / "slurm"
     jobs = load_jobs(folder)
-    queued_ids = slurm_alive() if any(e["kind"] == "slurm" for e in jobs.values()) else None
+    alive = {"ids": slurm_alive() if any(e["kind"] == "slurm" for e in jobs.values()) else None}
 
-    def state(task: str) -> tuple[str, str]:
-        return settled(task) or job_state(jobs.get(task), queued_ids)
+    def state(task: str) -> tuple[str, str]:  # with force, a queued job may be overwriting a finished cell
+        by_job = job_state(jobs.get(task), alive["ids"])
+        return by_job if force and by_job[0] == "queued" else settled(task) or by_job
 
     states = {task: state(task) for task in tasks}
     submit = [t for t, (s, _) in states.items()
@@ -210,28 +191,27 @@ def run_tasks(tasks: Mapping[str, tuple], job: Callable, out: Path, options: Exe
                                                                  and t in jobs and settled(t) is None)]
     submitted = {}
     if submit:
-        executor = make_executor(folder, options, name)
-        # One job per task; on SLURM several tasks make one job array.
+        executor = make_executor(folder, options, name)  # one job per task; on SLURM, one job array
         submitted = dict(zip(submit, executor.map_array(job, *zip(*(tasks[t] for t in submit)))))
         for task, handle in submitted.items():
             jobs[task] = {"job_id": str(handle.job_id), "folder": str(folder / "%j"), "kind": options.kind}
-            states[task] = ("queued", "")
+            states[task] = job_state(jobs[task], None)
         save_jobs(folder, jobs)
         first = next(iter(submitted.values())).paths
         print(f"submitted {len(submit)} {name} job(s) ({options.kind}); logs in {first.folder.parent}/<job id>/")
-    if options.waits:
+    if options.kind == "local" or options.wait:
         while any(s == "queued" for s, _ in states.values()):
-            time.sleep(POLL_S)
+            time.sleep(POLL_S if options.kind == "local" else max(POLL_S, 30))  # squeue is not to be hammered
             for handle in submitted.values():
                 handle.done()  # reaps a finished local process, so that its id reads as gone
+            if options.kind == "slurm":
+                alive["ids"] = slurm_alive()
             for task in [t for t, (s, _) in states.items() if s == "queued"]:
                 states[task] = state(task)
                 if states[task][0] != "queued":
                     print(f"{states[task][0]:>8}  {task}")
-        if force:  # the overwritten tasks have new records: read them as a rerun would
-            states = {task: state(task) for task in tasks}
     failed = [f"{t} ({detail})" for t, (s, detail) in states.items() if s == "failed"]
-    queued = [f"{t} ({detail or 'job ' + jobs[t]['job_id']})" for t, (s, detail) in states.items() if s == "queued"]
+    queued = [f"{t} ({detail})" for t, (s, detail) in states.items() if s == "queued"]
     return failed, queued
 
 
@@ -245,7 +225,7 @@ def run_cells_as_jobs(cells: list[dict[str, Any]], out: str | os.PathLike, overr
     tasks = {n: (dict(c), str(out), dict(overrides or {}), dict(parameters or {}), overwrite)
              for n, c in by_name.items()}
 
-    def settled(task: str) -> tuple[str, str] | None:
+    def settled(task: str) -> tuple[str, str] | None:  # results.json: finished, or finished with other settings
         done = _finished(cell_parameters(by_name[task], out, overrides, False, parameters))
         if done is None:
             return None
@@ -274,9 +254,8 @@ def still_running(options: ExecutorOptions | None, failed: list[str]) -> int | N
 
 
 class SearchJob(Checkpointable):
-    """One search worker: :func:`threephase.search.search` against a shared study. A requeued worker runs the same
-    call again (Checkpointable's own checkpoint); the trial it was killed in is marked failed by Optuna's heartbeat
-    and not counted."""
+    """One search worker against a shared study. Requeued, it makes the same call (Checkpointable's checkpoint);
+    Optuna's heartbeat marks the trial it was killed in failed."""
 
     def __call__(self, config, space, n_trials, out, storage, study_name, metric):
         from .cli import quiet_logging

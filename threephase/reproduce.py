@@ -281,7 +281,7 @@ examples:
   python -m threephase reproduce --table 4 --datasets snips2 --preset cpu --seeds 2 --out reproductions/table4
   python -m threephase reproduce --table 3 --datasets glue_sst2,sst5 --preset paper --seeds 3 --jobs 4
   python -m threephase reproduce --table 4 --datasets snips2 --seeds 0,1,4 --set data.train_per_class=16 --notebooks
-  python -m threephase reproduce --table 3 --preset paper --executor slurm --slurm-partition gpu --slurm-time 120 \
+  python -m threephase reproduce --table 3 --preset paper --executor slurm --slurm-partition gpu --slurm-time 120 \\
       --slurm-setup 'source .venv/bin/activate'    # one SLURM job per cell; rerun to collect the tables
 """
 
