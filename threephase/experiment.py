@@ -32,6 +32,7 @@ from typing import Any
 
 from .config import VARIANTS, apply_overrides, parse_set_options
 from .errors import ThreePhaseError
+from .executors import add_executor_options, executor_options, still_running
 from .imbalance import resized_sizes
 from .pairs import num_pairs_for
 from .presets import CPU_MODEL, preset_config
@@ -200,12 +201,14 @@ def add_experiment_parser(commands) -> None:
     parser.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="rerun runs that already have results.json")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cells at once, each in its own process")
+    add_executor_options(parser)
 
 
 def experiment_command(args: argparse.Namespace) -> int:
     settings = split_list(args.settings)
     grid = plan(settings, split_list(args.datasets), args.seeds, args.size, split_list(args.variants), args.model,
                 parse_set_options(args.set))
+    executor = executor_options(args)
     for name in grid.cells:
         for overrides, cells in grid.groups(name):
             check_grid(cells, overrides, args.jobs)
@@ -213,7 +216,10 @@ def experiment_command(args: argparse.Namespace) -> int:
     for name in grid.cells:
         for overrides, cells in grid.groups(name):
             failed += run_grid(cells, Path(args.out) / name, overrides, desc=name, device=args.device,
-                               overwrite=args.overwrite, jobs=args.jobs)
+                               overwrite=args.overwrite, jobs=args.jobs, executor=executor)
+    queued = still_running(executor, failed)
+    if queued is not None:
+        return queued
     from .experiment_report import to_markdown, write_summary
 
     return report(failed, lambda: write_summary(args.out, settings), to_markdown,

@@ -27,6 +27,7 @@ from .config import VARIANTS, DataConfig, apply_overrides, parse_set_options
 from .data import DATA_DIR_ENV, data_source
 from .driver import notebook_path, run_cell, run_cells, run_name, short_name  # noqa: F401 (re-exported)
 from .errors import ThreePhaseError
+from .executors import add_executor_options, executor_options, still_running
 from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, paper_row, preset_config
 from .records import atomic_write_bytes, atomic_write_text
 from .stats import paired_differences
@@ -280,6 +281,8 @@ examples:
   python -m threephase reproduce --table 4 --datasets snips2 --preset cpu --seeds 2 --out reproductions/table4
   python -m threephase reproduce --table 3 --datasets glue_sst2,sst5 --preset paper --seeds 3 --jobs 4
   python -m threephase reproduce --table 4 --datasets snips2 --seeds 0,1,4 --set data.train_per_class=16 --notebooks
+  python -m threephase reproduce --table 3 --preset paper --executor slurm --slurm-partition gpu --slurm-time 120 \\
+      --slurm-setup 'source .venv/bin/activate'    # one SLURM job per cell; rerun to collect the tables
 """
 
 
@@ -307,6 +310,7 @@ def add_reproduce_parser(commands) -> None:
     parser.add_argument("--notebooks", action="store_true",
                         help="run each cell through notebooks/06_reproduce.ipynb with papermill and keep the "
                              "executed notebook (needs a clone of the repository and papermill)")
+    add_executor_options(parser)
 
 
 def split_list(text: str | None) -> list[str] | None:
@@ -337,11 +341,18 @@ def check_grid(runs: list[dict[str, Any]], overrides: dict[str, Any], jobs: int 
 
 
 def run_grid(runs: list[dict[str, Any]], out: str | os.PathLike, overrides: dict[str, Any], *, desc: str,
-             device: str | None = None, overwrite: bool = False, notebooks: bool = False, jobs: int = 1) -> list[str]:
-    """Run (or skip, or resume) every cell with a progress bar; return one line per failed cell."""
+             device: str | None = None, overwrite: bool = False, notebooks: bool = False, jobs: int = 1,
+             executor=None) -> list[str]:
+    """Run (or skip, or resume) every cell with a progress bar; return one line per failed cell. With ``executor``
+    (:class:`~threephase.executors.ExecutorOptions`) each cell is a submitit job instead, and the cells that have
+    not ended go to ``executor.queued``."""
     from tqdm.auto import tqdm
 
     parameters = {"device": device} if device else {}
+    if executor is not None:
+        from .executors import run_cells_as_jobs
+
+        return run_cells_as_jobs(runs, out, overrides, overwrite, parameters, executor)
     failed = []
     with tqdm(total=len(runs), desc=desc, unit="run") as bar:
         for result in run_cells(runs, out, overrides, overwrite, parameters, notebooks, jobs):
@@ -380,9 +391,13 @@ def reproduce_command(args: argparse.Namespace) -> int:
     models = [str(Path(m).resolve()) if Path(m).expanduser().is_dir() else m for m in split_list(args.models) or []]
     runs = grid(args.table, split_list(args.datasets), models or None, split_list(args.variants), args.seeds,
                 args.preset)
+    executor = executor_options(args)
     check_grid(runs, overrides, args.jobs, args.notebooks)
     out = Path(args.out or f"reproductions/table{args.table}")
     failed = run_grid(runs, out, overrides, desc=f"Table {args.table}", device=args.device, overwrite=args.overwrite,
-                      notebooks=args.notebooks, jobs=args.jobs)
+                      notebooks=args.notebooks, jobs=args.jobs, executor=executor)
+    queued = still_running(executor, failed)
+    if queued is not None:
+        return queued
     return report(failed, lambda: write_tables(out, args.table, out), to_markdown,
                   f"{out}/table{args.table}.md, .csv and .png")

@@ -36,6 +36,7 @@ from typing import Any
 
 from .config import RunConfig, apply_overrides, changed_settings, parse_set_options, read_json_overrides
 from .errors import ThreePhaseError
+from .executors import add_executor_options, executor_options
 from .records import atomic_write_bytes, atomic_write_text, write_json
 
 logger = logging.getLogger(__name__)
@@ -301,21 +302,46 @@ def add_search_parser(commands) -> None:
     parser.add_argument("--study-name", help="default: <dataset>-<variant>")
     parser.add_argument("--metric", default="macro_f1", choices=METRICS, help="validation score to maximise")
     parser.add_argument("--out", required=True, help="folder for study.db, best_config.json, trials.csv/.png, trials/")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="with --executor: N jobs that share the study, each running trials until it holds "
+                             "--n-trials finished ones (default 1)")
+    add_executor_options(parser, unit="search worker")
 
 
 def search_command(args: argparse.Namespace) -> int:
     from .presets import preset_config
 
     dataset = args.dataset if args.dataset or args.data_dir else "snips2"
-    config = preset_config(args.preset, dataset, args.model, variant=args.variant, seed=args.seed)
+    seed = {} if args.seed is None else {"seed": args.seed}  # no --seed: the config's (42), as run takes it
+    config = preset_config(args.preset, dataset, args.model, variant=args.variant, **seed)
     explicit = {"data.data_dir": args.data_dir, "data.text_column": args.text_column,
                 "data.label_column": args.label_column, "device": args.device}
     config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None})
     if args.config:
         config = apply_overrides(config, read_json_overrides(args.config))
     config = apply_overrides(config, parse_set_options(args.set))
-    study = search(config, args.space, args.n_trials, args.out, storage=args.storage, study_name=args.study_name,
-                   metric=args.metric)
+    options = executor_options(args)
+    if options is not None:
+        import optuna
+
+        from .executors import run_search_jobs
+
+        name = args.study_name or default_study_name(config)
+        failed, queued = run_search_jobs(config, args.space, args.n_trials, args.out, storage=args.storage,
+                                         study_name=name, metric=args.metric, workers=args.workers, options=options)
+        if failed:
+            raise ThreePhaseError(f"{len(failed)} search worker(s) failed: " + "; ".join(failed) + ".")
+        if queued:
+            print(f"{len(queued)} search worker(s) still queued or running: " + "; ".join(queued) +
+                  ". Rerun the same command to see the study; it submits workers again only while trials are missing.")
+            return 0
+        storage = args.storage or f"sqlite:///{(Path(args.out) / 'study.db').resolve()}"
+        study = optuna.load_study(study_name=name, storage=storage)
+    else:
+        if args.workers != 1:
+            raise ThreePhaseError("--workers needs --executor slurm (or local); without it the search runs here.")
+        study = search(config, args.space, args.n_trials, args.out, storage=args.storage, study_name=args.study_name,
+                       metric=args.metric)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     print(json.dumps({"out": args.out, "study": study.study_name, "finished_trials": finished_trials(study),
                       **({"best_value": study.best_value, "best_params": study.best_params} if complete else {})}))
