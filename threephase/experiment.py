@@ -1,25 +1,31 @@
-"""When do the phases help? A CPU experiment over the settings in which the paper says phases 1 and 2 should help.
+"""When do the phases help? A CPU experiment, run as a fair fight, over the settings in which the paper says phases
+1 and 2 should help.
 
 ``python -m threephase experiment --out reproductions/phases-help`` runs, for each *setting*, every variant that
-the setting can tell apart, on the offline sst2, ag_news and snips2 (each setting on those where its question can be
-asked within about 2 hours on 2 CPU cores), with the ``cpu`` preset at the sizes of :data:`SIZES`, over 5 seeds, through the reproduction driver (:func:`threephase.reproduce.run_grid`). Then it writes one table: each
-variant's accuracy and its paired difference to ``ft`` (same data draw, same seed) with a 95% interval.
+the setting can tell apart, with the ``cpu`` preset at the sizes of :data:`SIZES`, over 5 seeds, through the
+reproduction driver (:func:`threephase.reproduce.run_grid`). Then :mod:`threephase.experiment_report` writes the
+tables: each variant's accuracy and macro-F1 and their paired differences to ``ft`` (same data draw, same seed)
+with 95% intervals, Holm-corrected, and the sentences the book quotes.
+
+Every method trains on one data draw and selects on the same labelled examples (few-shot validation has as many
+examples per class as training; ``logreg`` and ``setfit`` choose their C there), and every fine-tuned variant ends
+with the same phase 3, the ``cpu`` preset's.
 
 The settings (:data:`SETTINGS`):
 
-* ``few-shot``: 8 labelled examples per class, balanced (sst2, snips2; ag_news's long texts did not fit the 2 hours:
-  ``--settings few-shot --datasets ag_news`` adds it).
+* ``long-tail``: a long-tailed training split (largest / smallest class ≈ 10) of 80 examples, so that the resize
+  (eq. 4-5) acts; ``no-imb`` is the same variant without the resize, ``extra-imb`` with a larger one (snips2, the
+  dataset with the most classes; ``--datasets ag_news,snips2`` adds a second).
+* ``long-tail-many-pairs`` and ``long-tail-few-pairs``: the same split, every resize variant on one pair count
+  (``cl.num_pairs``: ``extra-imb``'s, then ``no-imb``'s), so that the resize is compared at equal steps.
+* ``few-shot``: 8 labelled examples per class, balanced (sst2, snips2).
 * ``unlabelled``: the same labels, and phase 1 (and Joint's DAE part) also reads 256 unlabelled training texts,
   once each (sst2).
-* ``long-tail``: a long-tailed training split (largest / smallest class ≈ 10) of 80 examples, so that the resize
-  (eq. 4-5) acts; ``no-imb`` is the same variant without the resize, ``extra-imb`` with a larger one (snips2:
-  the dataset with the most classes, so that the tail has a shape; ``--settings long-tail --datasets ag_news,snips2`` adds
-  a second).
 
 On balanced classes the resize leaves every class as it is, so ``extra-imb`` and ``no-imb`` train exactly what
-``three-phase`` trains (tested): they run in ``long-tail`` only. In ``unlabelled`` only the variants with a phase 1
-change; ``ft`` and ``logreg`` run there again as its paired reference (they repeat ``few-shot``'s runs).
-``setfit`` joins ``few-shot``, the setting SetFit was made for, when its extra is installed.
+``three-phase`` trains (tested): they run in the long-tail settings only. In ``unlabelled`` only the variants with a
+phase 1 change; ``ft`` and ``logreg`` run there again as its paired reference. ``setfit`` joins ``few-shot``, the
+setting SetFit was made for, when its extra is installed.
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ SETTINGS: dict[str, Setting] = {
         equal_pairs="no-imb"),
 }
 
-# The experiment's sizes atop the cpu preset: small enough for ~2 hours on 2 cores over the whole grid.
+# The experiment's sizes atop the cpu preset: each run takes a minute or two on 2 CPU cores.
 SIZES: dict[str, dict[str, Any]] = {
     # A few-shot split is one or two batches: phases 1 and 2 get their steps from repetitions (4 passes of phase 1,
     # 4x the cpu preset's pairs), so that no phase is a step or two of warm-up. Phase 3 is the cpu preset's, the
@@ -173,14 +179,16 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
 
 
 EPILOG = """\
-settings:  few-shot (8 labels per class; with setfit when installed), unlabelled (the same + 256 unlabelled texts
-           for phase 1), long-tail (ρ = 10, 80 examples; with no-imb and extra-imb); the cpu preset at the
-           experiment's sizes
-output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out>/phases_help.md, .csv, .png
+settings:  long-tail (ρ = 10, 80 examples; with no-imb and extra-imb), long-tail-many-pairs and
+           long-tail-few-pairs (every resize at extra-imb's, then no-imb's pair count), few-shot (8 labels per
+           class, 8 for validation; with setfit when installed), unlabelled (the same + 256 unlabelled texts for
+           phase 1); the cpu preset at the experiment's sizes, its phase 3 for every variant
+output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out>/phases_help.md, .csv, .png,
+           phases_help_findings.md (the sentences the book quotes), phases_help_resize.csv, phases_help_long_tail.png
 rerun:     the same command skips finished runs and resumes killed ones
 
 examples:
-  python -m threephase experiment --out reproductions/phases-help                 # the book's run, ~1.5 h on 2 cores
+  python -m threephase experiment --out reproductions/phases-help                 # the book's run: hours on 2 cores
   python -m threephase experiment --size smallest --datasets sst2 --seeds 2       # minutes: what CI runs
   python -m threephase experiment --settings few-shot --set data.train_per_class=32 --out reproductions/fs32
 """

@@ -146,11 +146,11 @@ def to_markdown(df: pd.DataFrame) -> str:
     lines += [f"Test accuracy and macro-F1 (%), mean ± std over seeds ({seeds}), one data draw. vs FT: the mean over "
               "seeds of (variant − FT) on the same seed and data draw, in points, with its 95% Student-t interval. "
               f"The tables hold {counts['accuracy_intervals']} such intervals per metric; at the 95% level chance "
-              f"alone would exclude 0 from about {ALPHA * counts['accuracy_intervals']:.0f} of them. ✱ marks a "
+              f"alone would exclude 0 from about {ALPHA * counts['accuracy_intervals']:.1f} of them. ✱ marks a "
               "difference that stays significant after Holm's correction over all of them (paired t-test, family-"
-              f"wise error 5%): {counts['accuracy_holm']} for accuracy ({counts['accuracy_uncorrected']} intervals "
-              f"exclude 0 before correction), {counts['macro_f1_holm']} for macro-F1 "
-              f"({counts['macro_f1_uncorrected']} before)."]
+              f"wise error 5%). Before the correction, {counts['accuracy_uncorrected']} accuracy and "
+              f"{counts['macro_f1_uncorrected']} macro-F1 intervals exclude 0; after it, {counts['accuracy_holm']} and "
+              f"{counts['macro_f1_holm']} differences remain."]
     return "\n".join(lines) + "\n"
 
 
