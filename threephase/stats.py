@@ -60,12 +60,13 @@ def paired_differences(records: Iterable[Mapping[str, Any]], baseline: str = "ft
 
 def paired_p_value(diffs: Iterable[float]) -> float:
     """The two-sided p-value of the paired t-test that the mean difference is 0 (the test that matches the
-    Student-t interval); 1 when every difference is 0, NaN for fewer than 2."""
+    Student-t interval); 1 when every difference is 0; NaN for fewer than 2, or for equal non-zero differences,
+    whose spread of 0 a t-test cannot judge."""
     diffs = [float(d) for d in diffs]
     if len(diffs) < 2:
         return math.nan
     if all(d == diffs[0] for d in diffs):
-        return 1.0 if diffs[0] == 0 else 0.0
+        return 1.0 if diffs[0] == 0 else math.nan
     return float(stats.ttest_1samp(diffs, 0.0).pvalue)
 
 
