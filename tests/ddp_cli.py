@@ -4,23 +4,15 @@ classifier it ends with, since only rank 0 saves one.
 Used by tests/test_ddp.py: `torchrun --standalone --nproc_per_node 2 tests/ddp_cli.py OUT_FILE_PREFIX -- ARGS...`.
 """
 
-import hashlib
 import json
 import os
 import sys
 
 import torch
+from ddp_phase import weights_hash  # torchrun puts this script's folder, tests/, first on sys.path
 
 import threephase.pipeline
 from threephase.cli import main
-
-
-def weights_hash(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 if __name__ == "__main__":
