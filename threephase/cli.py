@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from .config import VARIANTS, _flatten, apply_overrides, parse_set_options, read_json_overrides
 from .data import DATA_DIR_ENV, DATASETS
 from .errors import ThreePhaseError
+from .logs import quiet_logging
 from .presets import PRESETS
 
 logger = logging.getLogger(__name__)
@@ -109,14 +110,6 @@ def _run(args: argparse.Namespace) -> int:
     summary = {k: round(metrics[k], 4) for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
     print(json.dumps({"output": config.output_dir, "variant": config.variant, **summary}))
     return 0
-
-
-def quiet_logging() -> None:
-    """threephase's messages at INFO, the libraries' at WARNING (also in the reproduction's worker processes)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "huggingface_hub", "sentence_transformers", "transformers", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -267,7 +267,7 @@ def _run_parallel(cells, out: Path, overrides, overwrite, parameters, notebooks,
 
 
 def _worker(spec_path: str, result_path: str) -> int:
-    from .cli import quiet_logging
+    from .logs import quiet_logging
 
     quiet_logging()
     spec = json.loads(Path(spec_path).read_text())
