@@ -31,16 +31,23 @@ METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 ALPHA = 0.05
 
 
-def summarize(out: str | os.PathLike, settings=None) -> pd.DataFrame:
+def read_records(out: str | os.PathLike, settings=None) -> dict[str, list[dict]]:
+    """Each setting's run records (``<out>/<setting>/runs/*/results.json``), read once for every table and figure."""
+    return {name: load_records(Path(out) / name) for name in settings or _settings()}
+
+
+def summarize(out: str | os.PathLike, settings=None, records: dict[str, list[dict]] | None = None) -> pd.DataFrame:
     """One row per (setting, dataset, variant): for accuracy and macro-F1 (%), the mean and std over seeds and the
     paired difference to ``ft`` with its 95% interval and paired t-test p-value, from the run records under
     ``<out>/<setting>/``. ``*_p_holm`` is the p-value after Holm's correction over every comparison to FT in the
-    frame for that metric (the family the chapter reports); ``*_significant`` is ``*_p_holm`` < 0.05."""
+    frame for that metric (the family the chapter reports); ``*_significant`` is ``*_p_holm`` < 0.05.
+    ``records`` (from :func:`read_records`) saves reading the folder again."""
+    records = read_records(out, settings) if records is None else records
     frames = []
-    for name in settings or _settings():
+    for name, runs in records.items():
         parts = []
         for metric in METRICS:
-            df = aggregate(Path(out) / name, table=4, metric=metric)
+            df = aggregate(runs, table=4, metric=metric)
             if df.empty:
                 break
             df = df.drop(columns=["paper", "diff", "paper_setting"])
@@ -55,16 +62,16 @@ def summarize(out: str | os.PathLike, settings=None) -> pd.DataFrame:
     for metric in METRICS:
         df[f"{metric}_p_holm"] = holm(df[f"{metric}_p_value"])
         df[f"{metric}_significant"] = df[f"{metric}_p_holm"] < ALPHA
-    df = df.merge(training_facts(out, settings), how="left", on=["setting", "dataset", "variant"])
+    df = df.merge(training_facts(records), how="left", on=["setting", "dataset", "variant"])
     return df[["setting"] + [c for c in df.columns if c != "setting"]]
 
 
-def training_facts(out: str | os.PathLike, settings=None) -> pd.DataFrame:
-    """Per (setting, dataset, variant), means over seeds of what the records say about training: phase 2's pair
-    count, and phase 3's kept validation loss beside chance (ln K), in nats."""
+def training_facts(records: dict[str, list[dict]]) -> pd.DataFrame:
+    """Per (setting, dataset, variant), means over seeds of what the records (from :func:`read_records`) say about
+    training: phase 2's pair count, and phase 3's kept validation loss beside chance (ln K), in nats."""
     rows = []
-    for name in settings or _settings():
-        for r in load_records(Path(out) / name):
+    for name, runs in records.items():
+        for r in runs:
             phases = r.get("phases", {})
             ft, cl = phases.get("ft", {}), phases.get("cl") or phases.get("joint") or {}
             rows.append({"setting": name, "dataset": r["dataset"], "variant": r["variant"],
@@ -77,17 +84,19 @@ def training_facts(out: str | os.PathLike, settings=None) -> pd.DataFrame:
     return pd.DataFrame(rows).groupby(columns[:3], sort=False).mean().reset_index()
 
 
-def resize_at_equal_pairs(out: str | os.PathLike, settings=None) -> pd.DataFrame:
+def resize_at_equal_pairs(out: str | os.PathLike, settings=None,
+                          records: dict[str, list[dict]] | None = None) -> pd.DataFrame:
     """In the settings where every resize trains the same number of pairs, each resize variant's paired
     difference to ``no-imb`` (no resize), accuracy and macro-F1, Holm-corrected within this family."""
+    records = read_records(out, settings) if records is None else records
     frames = []
-    for name in settings or _settings():
+    for name, runs in records.items():
         setting = _settings().get(name)
         if setting is None or not setting.equal_pairs:
             continue
-        records = [r for r in load_records(Path(out) / name) if r["variant"] != "ft"]
+        resized = [r for r in runs if r["variant"] != "ft"]
         for metric in METRICS:
-            diffs = paired_differences(records, baseline="no-imb", metric=metric)
+            diffs = paired_differences(resized, baseline="no-imb", metric=metric)
             frames.append(diffs.assign(setting=name, metric=metric))
     if not frames:
         return pd.DataFrame()
@@ -239,7 +248,7 @@ def findings(df: pd.DataFrame, resize: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail"):
+def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail", records: list[dict] | None = None):
     """Left: the long-tailed training split's class sizes, and the sizes after the resize of three-phase (max_ratio
     4) and extra-imb (20), with each class's resize ratio. Right: where FT's test predictions go (the confusion
     matrix summed over seeds). None when the setting has no FT records."""
@@ -250,7 +259,8 @@ def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail"):
     from .imbalance import resize_ratios, resized_sizes
     from .viz import plot_confusion_matrix
 
-    records = [r for r in load_records(Path(out) / setting) if r["variant"] == "ft"]
+    runs = load_records(Path(out) / setting) if records is None else records
+    records = [r for r in runs if r["variant"] == "ft"]
     if not records:
         return None
     sizes = records[0]["class_sizes"]
@@ -279,8 +289,9 @@ def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail"):
 def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
     """Write ``<out>/phases_help.md``, ``.csv``, ``.png``, ``phases_help_resize.csv`` and
     ``phases_help_findings.md`` (atomically) from the finished runs."""
-    df = summarize(out, settings)
-    resize = resize_at_equal_pairs(out, settings)
+    records = read_records(out, settings)
+    df = summarize(out, settings, records)
+    resize = resize_at_equal_pairs(out, settings, records)
     out = Path(out)
     atomic_write_text(out / "phases_help.md", to_markdown(df))
     atomic_write_text(out / "phases_help.csv", df.round(3).to_csv(index=False))
@@ -289,7 +300,7 @@ def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
     buffer = io.BytesIO()
     plot(df).savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(out / "phases_help.png", buffer.getvalue())
-    tail = long_tail_figure(out)
+    tail = long_tail_figure(out, records=records.get("long-tail"))  # read from disk when not among settings
     if tail is not None:
         buffer = io.BytesIO()
         tail.savefig(buffer, format="png", dpi=110)
