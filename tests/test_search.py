@@ -136,3 +136,16 @@ def test_bad_data_fails_before_the_study_is_created(tmp_path, capsys):
     out = tmp_path / "search"
     assert main(["search", "--data-dir", str(tmp_path / "nope"), "--variant", "logreg", "--out", str(out)]) == 2
     assert "threephase: error:" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_search_command_takes_its_settings_as_run_does(tmp_path):
+    """No --preset means the cpu preset, as for run; flags typed on the command line beat --config; --set is last."""
+    from threephase.cli import build_parser
+    from threephase.presets import config_from_options
+
+    (tmp_path / "best.json").write_text(json.dumps({"seed": 3, "variant": "cl-ft", "ft.learning_rate": 3e-5}))
+    args = build_parser().parse_args(["search", "--dataset", "snips2", "--variant", "ft", "--out", str(tmp_path / "s"),
+                                      "--config", str(tmp_path / "best.json"), "--set", "ft.patience=2"])
+    config = config_from_options(args)
+    assert (config.preset, config.variant, config.seed) == ("cpu", "ft", 3)
+    assert config.ft.learning_rate == 3e-5 and config.ft.patience == 2

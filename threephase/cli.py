@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
-from .config import VARIANTS, _flatten, apply_overrides, parse_set_options, read_json_overrides
+from .config import VARIANTS
 from .data import DATA_DIR_ENV, DATASETS
 from .errors import ThreePhaseError
 from .logs import quiet_logging
 from .presets import PRESETS
+from .presets import config_from_options as run_config  # noqa: F401 (the run command's, re-exported)
 
-logger = logging.getLogger(__name__)
 
 EPILOG = f"""\
 datasets:  {', '.join(DATASETS)} (from the Hugging Face Hub, or from --data-dir / ${DATA_DIR_ENV})
@@ -75,29 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_parser(commands)
     return parser
-
-
-def run_config(args: argparse.Namespace):
-    """The run's settings: the preset, then ``--config``, then the flags given on the command line, then ``--set``.
-
-    A saved ``config.json`` holds ``output_dir``, ``seed`` and ``variant``: a flag typed on the command line must
-    beat it, and the run must go to ``--output``, never into the folder of the run that saved the file."""
-    from .presets import preset_config
-
-    saved = _flatten(read_json_overrides(args.config)) if args.config else {}
-    ignored = saved.pop("output_dir", None)
-    if ignored is not None and str(ignored) != args.output:
-        logger.info("--config %s names output_dir %r; this run writes to --output %r.", args.config, ignored,
-                    args.output)
-    dataset = args.dataset or saved.get("data.dataset", None if args.data_dir else "snips2")
-    config = preset_config(args.preset or saved.get("preset") or "cpu", dataset,
-                           args.model or saved.get("model_name_or_path"))
-    config = apply_overrides(config, saved)
-    explicit = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.text_column": args.text_column,
-                "data.label_column": args.label_column, "model_name_or_path": args.model, "variant": args.variant,
-                "seed": args.seed, "device": args.device, "output_dir": args.output}
-    config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None})
-    return apply_overrides(config, parse_set_options(args.set))
 
 
 def _run(args: argparse.Namespace) -> int:

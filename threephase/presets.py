@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .config import RunConfig, apply_overrides
+from .config import RunConfig, _flatten, apply_overrides, parse_set_options, read_json_overrides
 from .errors import ThreePhaseError
 
 logger = logging.getLogger(__name__)
@@ -132,3 +132,26 @@ def preset_config(
     config.model_name_or_path = model
     config.data.dataset = dataset
     return apply_overrides(config, top_level)
+
+
+def config_from_options(args) -> RunConfig:
+    """The settings of a command (``run``, ``search``) from its options: the preset, then ``--config``, then the
+    flags given on the command line, then ``--set``.
+
+    A saved ``config.json`` holds ``output_dir``, ``seed`` and ``variant``: a flag typed on the command line must
+    beat it, and the run must go to ``--output`` (``run``; ``search`` places its trials itself), never into the
+    folder of the run that saved the file."""
+    output = getattr(args, "output", None)
+    saved = _flatten(read_json_overrides(args.config)) if args.config else {}
+    ignored = saved.pop("output_dir", None)
+    if ignored is not None and str(ignored) != output:
+        logger.info("--config %s names output_dir %r; this run writes to %r.", args.config, ignored, output)
+    dataset = args.dataset or saved.get("data.dataset", None if args.data_dir else "snips2")
+    config = preset_config(args.preset or saved.get("preset") or "cpu", dataset,
+                           args.model or saved.get("model_name_or_path"))
+    config = apply_overrides(config, saved)
+    explicit = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.text_column": args.text_column,
+                "data.label_column": args.label_column, "model_name_or_path": args.model, "variant": args.variant,
+                "seed": args.seed, "device": args.device, "output_dir": output}
+    config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None})
+    return apply_overrides(config, parse_set_options(args.set))

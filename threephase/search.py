@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, changed_settings, parse_set_options, read_json_overrides
+from .config import RunConfig, apply_overrides, changed_settings, read_json_overrides
 from .errors import ThreePhaseError
 from .executors import add_executor_options, executor_options
 from .records import atomic_write_bytes, atomic_write_text, write_json
@@ -309,17 +309,9 @@ def add_search_parser(commands) -> None:
 
 
 def search_command(args: argparse.Namespace) -> int:
-    from .presets import preset_config
+    from .presets import config_from_options
 
-    dataset = args.dataset if args.dataset or args.data_dir else "snips2"
-    seed = {} if args.seed is None else {"seed": args.seed}  # no --seed: the config's (42), as run takes it
-    config = preset_config(args.preset, dataset, args.model, variant=args.variant, **seed)
-    explicit = {"data.data_dir": args.data_dir, "data.text_column": args.text_column,
-                "data.label_column": args.label_column, "device": args.device}
-    config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None})
-    if args.config:
-        config = apply_overrides(config, read_json_overrides(args.config))
-    config = apply_overrides(config, parse_set_options(args.set))
+    config = config_from_options(args)  # as run takes them: preset, --config, the flags typed, --set last
     options = executor_options(args)
     if options is not None:
         import optuna
