@@ -65,8 +65,10 @@ def test_aggregate_of_records():
     assert ft["paper"] == 93.86 and ft["diff"] == pytest.approx(92.0 - 93.86)
     assert math.isnan(df.set_index("variant").loc["three-phase", "std"])
     text = reproduce.to_markdown(df)
-    assert "| 3-Phase | Joint | FT |" in text and "92.00 ± 2.83 (paper 93.86, Δ -1.86)" in text
-    assert "97.00 ± –" in text
+    rows = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ")][2:]
+    assert rows == ["3-Phase", "Joint", "FT"]  # variants as rows, in the paper's order
+    assert "| FT | 92.00 ± 2.83 | 93.86 | -1.86 |  |" in text
+    assert "| 3-Phase | 97.00 ± – |" in text
     assert list(reproduce.aggregate(records, table=3)["variant"]) == ["three-phase", "joint", "ft"]
 
 
@@ -267,9 +269,10 @@ def test_tables_give_paired_differences_with_intervals(tmp_path):
     assert df.loc["three-phase", "vs_ft"] == pytest.approx(2.0) and not df.loc["three-phase", "covers_zero"]
     assert df.loc["joint", "covers_zero"] and math.isnan(df.loc["ft", "vs_ft"])
     text = reproduce.to_markdown(reproduce.aggregate(runs, table=4))
-    three_phase_cell = text.splitlines()[2].split(" | ")[2]
-    assert "vs FT +2.00 [" in three_phase_cell and "†" not in three_phase_cell
-    assert "vs FT +0.20 [" in text and "† marks an interval that covers 0" in text
+    three_phase_row = next(line for line in text.splitlines() if line.startswith("| 3-Phase |"))
+    assert three_phase_row.split(" | ")[-1].startswith("+2.00 [") and "†" not in three_phase_row
+    joint_row = next(line for line in text.splitlines() if line.startswith("| Joint |"))
+    assert "+0.20 [" in joint_row and "†" in joint_row and "† marks an interval that covers 0" in text
     wide = reproduce.to_wide(reproduce.aggregate(runs, table=4))
     assert {"3-phase", "three-phase vs_ft", "three-phase ci_low", "three-phase ci_high"} - set(wide.columns) == {"3-phase"}
     assert "ft vs_ft" not in wide.columns

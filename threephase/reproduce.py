@@ -166,15 +166,16 @@ def aggregate(records, table: int = 4, metric: str = "accuracy") -> pd.DataFrame
     return df[columns]
 
 
-def _cell(row) -> str:
+def _score(row) -> str:
     std = "–" if pd.isna(row["std"]) else f"{row['std']:.2f}"
-    text = f"{row['mean']:.2f} ± {std}"
-    if not pd.isna(row["paper"]):
-        text += f" (paper {row['paper']:.2f}, Δ {row['diff']:+.2f})"
-    if not pd.isna(row.get("vs_ft")):
-        interval = "" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
-        text += f"; vs FT {row['vs_ft']:+.2f}{interval}{' †' if row['covers_zero'] else ''}"
-    return text
+    return f"{row['mean']:.2f} ± {std}"
+
+
+def _vs_ft(row) -> str:
+    if pd.isna(row.get("vs_ft")):
+        return ""
+    interval = "" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+    return f"{row['vs_ft']:+.2f}{interval}{' †' if row['covers_zero'] else ''}"
 
 
 def to_wide(df: pd.DataFrame) -> pd.DataFrame:
@@ -189,25 +190,21 @@ def to_wide(df: pd.DataFrame) -> pd.DataFrame:
     return wide[[f"{v} {s}" for v in variants for s in stats_of(v)]].astype(float).round(2).reset_index()
 
 
-def variant_columns(df: pd.DataFrame, keys: list[str], cell) -> list[str]:
-    """Markdown table lines: one row per group of ``keys``, one column per variant (in the paper's order), each
-    cell ``cell(row)``, empty where the group has no such variant."""
-    variants = [v for v in VARIANT_TITLES if v in set(df["variant"])]
-    lines = ["| " + " | ".join(keys) + " | " + " | ".join(VARIANT_TITLES[v] for v in variants) + " |",
-             "| " + " | ".join("---" for _ in keys + variants) + " |"]
-    for group_keys, group in df.groupby(keys, sort=False):
-        cells = {row["variant"]: cell(row) for _, row in group.iterrows()}
-        lines.append("| " + " | ".join(map(str, group_keys)) + " | " + " | ".join(cells.get(v, "") for v in variants)
-                     + " |")
-    return lines
-
-
 def to_markdown(df: pd.DataFrame) -> str:
-    """A Markdown table laid out like the paper's: one row per (dataset, model), one column per variant."""
-    lines = variant_columns(df, ["dataset", "model"], _cell)
+    """Markdown: one table per (dataset, model), a row per variant in the paper's order, with the mean ± std over
+    seeds, the paper's number and the difference to it, and the paired difference to FT with its 95% interval."""
+    lines = []
+    for (dataset, model), group in df.groupby(["dataset", "model"], sort=False):
+        lines += [f"**{dataset}**, {model}", "", "| variant | accuracy | paper | Δ | vs FT [95% CI] |",
+                  "| --- | --- | --- | --- | --- |"]
+        for _, row in group.iterrows():
+            paper, diff = ("", "") if pd.isna(row["paper"]) else (f"{row['paper']:.2f}", f"{row['diff']:+.2f}")
+            lines.append(f"| {VARIANT_TITLES.get(row['variant'], row['variant'])} | {_score(row)} | {paper} | {diff} | "
+                         f"{_vs_ft(row)} |")
+        lines.append("")
     seeds = ", ".join(sorted(set(df["seeds"]))) if len(df) else "none"
     table = df.attrs.get("table", "")
-    lines += ["", f"Accuracy (%) on the test split, mean ± std over seeds ({seeds}); paper = the paper's Table "
+    lines += [f"Accuracy (%) on the test split, mean ± std over seeds ({seeds}); paper = the paper's Table "
               f"{table}; Δ = ours − paper. vs FT = the mean over seeds of (variant − FT) on the same seed, with its "
               "95% interval; † marks an interval that covers 0, a difference that seed-to-seed variation could "
               "explain."]
