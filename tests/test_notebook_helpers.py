@@ -170,3 +170,31 @@ def test_interact_in_a_book_build_draws_the_initial_state_without_widgets(monkey
     monkeypatch.setenv(notebook.BUILD_ENV, "")
     live = notebook.interact(show, factor=(1.0, 100.0, 1.0))
     assert live.widget.children[0].value == 10.0 and live.widget.children[0].max == 100.0
+
+
+def _finished_run(root: Path, config, accuracy: float) -> None:
+    folder = root / "runs" / f"{config.variant}-{config.seed}"
+    folder.mkdir(parents=True)
+    config.output_dir, config.device = str(folder), "cpu"
+    (folder / "config.json").write_text(config.to_json())
+    (folder / "results.json").write_text(json.dumps({"variant": config.variant, "seed": config.seed,
+                                                     "accuracy": accuracy, "parameters": {"output_dir": str(folder)}}))
+
+
+def test_saved_runs_come_back_only_for_the_same_settings_and_without_their_paths(tmp_path, capsys):
+    for variant, seed, accuracy in [("ft", 0, 0.5), ("ft", 1, 0.6), ("joint", 0, 0.7)]:
+        _finished_run(tmp_path / "out", preset_config("cpu", "snips2", variant=variant, seed=seed), accuracy)
+    assert notebook.save_runs(tmp_path / "out", tmp_path / "runs.jsonl") == 3
+    text = (tmp_path / "runs.jsonl").read_text()
+    assert str(tmp_path) not in text  # no machine's folder in a committed file
+    asked = [preset_config("cpu", "snips2", variant="joint", seed=0, output_dir="elsewhere"),
+             preset_config("cpu", "snips2", variant="ft", seed=1), preset_config("cpu", "snips2", variant="ft", seed=2)]
+    changed = preset_config("cpu", "snips2", variant="ft", seed=0)
+    changed.ft.learning_rate *= 2
+    records = notebook.saved_runs(tmp_path / "runs.jsonl", [*asked, changed])
+    assert [r and r["accuracy"] for r in records] == [0.7, 0.6, None, None]  # where it ran does not count
+    assert "2 of 4 runs saved in runs.jsonl" in capsys.readouterr().out
+    assert notebook.saved_runs(tmp_path / "missing.jsonl", asked) == [None] * 3
+    with pytest.raises(ThreePhaseError, match="No finished runs"):
+        notebook.save_runs(tmp_path / "empty", tmp_path / "none.jsonl")
+    assert not (tmp_path / "none.jsonl").exists()

@@ -61,3 +61,22 @@ def test_reproduce_notebook_records_its_parameters(tmp_path, data_dir, monkeypat
     assert results["split_sizes"]["test"] == 3 * len(results["label_names"])
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 3
     assert (run_dir / "metrics.json").is_file() and (run_dir / "classifier").is_dir()
+
+
+@pytest.mark.slow
+def test_ablations_notebook_trains_what_is_not_saved(tmp_path, data_dir, monkeypatch):
+    # A book build loads notebook 05's saved runs, so its training path is run here: 2 variants, 1 seed, tiny.
+    import papermill
+
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)
+    source = next(p for p in NOTEBOOKS if p.name == "05_joint_and_ablations.ipynb")
+    papermill.execute_notebook(
+        str(source), str(tmp_path / "out.ipynb"), kernel_name="python3", cwd=str(source.parent), progress_bar=False,
+        parameters={"use_saved_runs": False, "variants": ["joint", "ft"], "num_seeds": 1, "train_per_class": 4,
+                    "validation_per_class": 2, "test_per_class": 3, "ft_epochs": 1, "max_seq_length": 24,
+                    "cache_dir": str(tmp_path / "cache")},
+    )
+    trained = sorted(p.parent.name for p in (tmp_path / "cache").glob("*/metrics.json"))
+    assert trained == ["snips2__all-MiniLM-L6-v2__ft__seed0", "snips2__all-MiniLM-L6-v2__joint__seed0"]
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert "trained" in json.dumps([c.get("outputs") for c in executed.cells])

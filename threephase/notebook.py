@@ -223,3 +223,44 @@ def ft_summary(report: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[st
             "validation accuracy": best["validation_accuracy"], "validation macro F1": best["validation_macro_f1"],
             "test accuracy": metrics["accuracy"],
             "test macro F1": metrics["macro_f1"], "seconds": report["wall_time_s"]}
+
+
+# Where a run ran and under which folder, not what it computed: left out of a runs file and of the comparison.
+WHERE = ("output_dir", "device")
+
+
+def _what(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key not in WHERE}
+
+
+def save_runs(out: str | os.PathLike, path: str | os.PathLike) -> int:
+    """Write the finished runs under ``out`` (``<out>/runs/*/`` holding ``config.json`` and ``results.json``, as
+    ``reproduce`` and ``experiment`` leave them) to ``path``, one JSON line ``{"config": ..., "record": ...}`` per
+    run, without their folders' paths; return how many. :func:`saved_runs` reads the file back."""
+    from .records import atomic_write_text
+
+    lines = []
+    for results in sorted(Path(out).glob("runs/*/results.json")):
+        config = json.loads((results.parent / "config.json").read_text())
+        record = json.loads(results.read_text())
+        record["parameters"] = _what(record.get("parameters", {}))
+        lines.append(json.dumps({"config": _what(config), "record": record}, sort_keys=True))
+    if not lines:
+        raise ThreePhaseError(f"No finished runs under {str(out)!r} (<out>/runs/*/results.json): run them first.")
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    return len(lines)
+
+
+def saved_runs(path: str | os.PathLike, configs: list[RunConfig]) -> list[dict[str, Any] | None]:
+    """For each of ``configs``, its saved record from a file :func:`save_runs` wrote, or ``None`` where the file
+    holds no run made with exactly that config (compared whole, except for where it ran: ``output_dir``,
+    ``device``), so that the caller trains that one. Prints how many were found."""
+    path = Path(path)
+    saved = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    by_settings = {json.dumps(entry["config"], sort_keys=True): entry["record"] for entry in saved}
+    records = [by_settings.get(json.dumps(_what(config.to_dict()), sort_keys=True)) for config in configs]
+    found = sum(record is not None for record in records)
+    where = f"in {path.name}" if path.is_file() else f"(no file at {str(path)!r})"
+    print(f"{found} of {len(configs)} runs saved {where} with these settings"
+          + (f"; training the other {len(configs) - found}" if found < len(configs) else ""))
+    return records
