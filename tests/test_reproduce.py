@@ -163,7 +163,8 @@ def test_driver_skips_overwrites_and_aggregates(tmp_path, data_dir, monkeypatch,
     assert row["ft mean"] == pytest.approx(sum(accuracies) / 2, abs=0.01)
     assert row["ft std"] == pytest.approx(pd.Series(accuracies).std(), abs=0.01)
     assert row["ft paper"] == 93.86 and row["ft diff"] == pytest.approx(row["ft mean"] - 93.86, abs=0.02)
-    assert "(paper 93.86, Δ" in (out / "table4.md").read_text() and "seeds (0,1)" in (out / "table4.md").read_text()
+    assert "| FT | " in (out / "table4.md").read_text() and "| 93.86 |" in (out / "table4.md").read_text()
+    assert "seeds (0,1)" in (out / "table4.md").read_text()
     assert (out / "table4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.partial*")) and not list(out.glob(".*tmp"))
 
