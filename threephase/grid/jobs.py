@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .driver import _finished, cell_parameters, run_cell, run_name
-from .errors import ThreePhaseError
-from .records import atomic_write_text
+from .cells import _finished, cell_parameters, run_cell, run_name
+from ..errors import ThreePhaseError
+from ..records import atomic_write_text
 
 try:  # the cluster extra; without it only --executor fails, with a clear message (see executor_options)
     from submitit.core.utils import JobPaths, pickle_load
@@ -108,7 +108,7 @@ class CellJob(Checkpointable):
     the same cell: :func:`~threephase.driver.run_cell` then resumes its run folder."""
 
     def __call__(self, cell, out, overrides, parameters, overwrite=False):
-        from .logs import quiet_logging
+        from ..logs import quiet_logging
 
         quiet_logging()
         return run_cell(cell, out, overrides, overwrite, parameters)
@@ -258,7 +258,7 @@ class SearchJob(Checkpointable):
     Optuna's heartbeat marks the trial it was killed in failed."""
 
     def __call__(self, config, space, n_trials, out, storage, study_name, metric):
-        from .logs import quiet_logging
+        from ..logs import quiet_logging
         from .search import finished_trials, search
 
         quiet_logging()

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ThreePhaseError
-from .records import atomic_write_bytes, atomic_write_text
+from ..errors import ThreePhaseError
+from ..records import atomic_write_bytes, atomic_write_text
 from .reproduce import VARIANT_TITLES, aggregate, load_records
-from .stats import holm, paired_differences
+from ..stats import holm, paired_differences
 
 
 def _settings():
@@ -255,9 +255,9 @@ def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail", records
     import numpy as np
     from matplotlib.figure import Figure
 
-    from .config import ImbalanceConfig
-    from .imbalance import resize_ratios, resized_sizes
-    from .viz import plot_confusion_matrix
+    from ..config import ImbalanceConfig
+    from ..imbalance import resize_ratios, resized_sizes
+    from ..viz import plot_confusion_matrix
 
     runs = load_records(Path(out) / setting) if records is None else records
     records = [r for r in runs if r["variant"] == "ft"]

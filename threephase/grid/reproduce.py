@@ -23,14 +23,14 @@ from typing import Any
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from .config import VARIANTS, DataConfig, apply_overrides, parse_set_options
-from .data import DATA_DIR_ENV, data_source
-from .driver import notebook_path, run_cell, run_cells, run_name, short_name  # noqa: F401 (re-exported)
-from .errors import ThreePhaseError
-from .executors import add_executor_options, executor_options, still_running
-from .presets import CPU_MODEL, PAPER_MODELS, PRESETS, paper_row, preset_config
-from .records import atomic_write_bytes, atomic_write_text
-from .stats import paired_differences
+from ..config import VARIANTS, DataConfig, apply_overrides, parse_set_options
+from ..data import DATA_DIR_ENV, data_source
+from .cells import notebook_path, run_cell, run_cells, run_name, short_name  # noqa: F401 (re-exported)
+from ..errors import ThreePhaseError
+from .jobs import add_executor_options, executor_options, still_running
+from ..presets import CPU_MODEL, PAPER_MODELS, PRESETS, paper_row, preset_config
+from ..records import atomic_write_bytes, atomic_write_text
+from ..stats import paired_differences
 
 TABLE3_VARIANTS = ("three-phase", "joint", "ft")
 VARIANT_TITLES = {"three-phase": "3-Phase", "joint": "Joint", "dae-ft": "DAE+FT", "cl-ft": "CL+FT",
@@ -347,7 +347,7 @@ def run_grid(runs: list[dict[str, Any]], out: str | os.PathLike, overrides: dict
 
     parameters = {"device": device} if device else {}
     if executor is not None:
-        from .executors import run_cells_as_jobs
+        from .jobs import run_cells_as_jobs
 
         return run_cells_as_jobs(runs, out, overrides, overwrite, parameters, executor)
     failed = []

@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import VARIANTS, apply_overrides, parse_set_options
-from .errors import ThreePhaseError
-from .executors import add_executor_options, executor_options, still_running
-from .imbalance import resized_sizes
-from .pairs import num_pairs_for
-from .presets import CPU_MODEL, preset_config
+from ..config import VARIANTS, apply_overrides, parse_set_options
+from ..errors import ThreePhaseError
+from .jobs import add_executor_options, executor_options, still_running
+from ..imbalance import resized_sizes
+from ..pairs import num_pairs_for
+from ..presets import CPU_MODEL, preset_config
 from .reproduce import VARIANT_TITLES, absolute_paths, check_grid, parse_seeds, report, run_grid, split_list
 
 logger = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ class Plan:
 def pair_count(dataset: str, model: str, variant: str, overrides: dict[str, Any]) -> int:
     """How many pairs ``variant`` draws in phase 2 on the data draw of ``overrides`` (its resize, then eq. 2's
     count), without training anything."""
-    from .data import class_sizes, load_data
-    from .pipeline import VARIANTS as PIPELINE_VARIANTS
+    from ..data import class_sizes, load_data
+    from ..pipeline import VARIANTS as PIPELINE_VARIANTS
 
     config = apply_overrides(preset_config("cpu", dataset, model, variant=variant), overrides)
     sizes = class_sizes(load_data(config.data)["train"])
@@ -154,7 +154,7 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
         chosen = [v for v in setting.variants if variants is None or v in variants]
         if "setfit" in chosen:
             try:
-                from .baselines import require_extras  # on use: --help must not wait for the training stack
+                from ..baselines import require_extras  # on use: --help must not wait for the training stack
 
                 require_extras("setfit")
             except ThreePhaseError as missing:
@@ -228,7 +228,7 @@ def experiment_command(args: argparse.Namespace) -> int:
     queued = still_running(executor, failed)
     if queued is not None:
         return queued
-    from .experiment_report import to_markdown, write_summary
+    from .report import to_markdown, write_summary
 
     return report(failed, lambda: write_summary(args.out, settings), to_markdown,
                   f"{args.out}/phases_help.md, .csv and .png")

@@ -34,14 +34,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, changed_settings, read_json_overrides
-from .errors import ThreePhaseError
-from .executors import add_executor_options, executor_options
-from .records import atomic_write_bytes, atomic_write_text, write_json
+from ..config import RunConfig, apply_overrides, changed_settings, read_json_overrides
+from ..errors import ThreePhaseError
+from .jobs import add_executor_options, executor_options
+from ..records import atomic_write_bytes, atomic_write_text, write_json
 
 logger = logging.getLogger(__name__)
 
-SPACES_DIR = Path(__file__).parent / "spaces"
+SPACES_DIR = Path(__file__).parents[1] / "spaces"
 METRICS = ("macro_f1", "accuracy")
 # Settings a trial may not change: they say what is compared (the variant, the data and so the validation split,
 # the seed) or where it runs, not how it trains.
@@ -196,10 +196,10 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
     """
     import optuna
 
-    from .baselines import require_extras
-    from .data import load_data
-    from .finetune import EPOCH_CALLBACK
-    from .user_data import prepare_data
+    from ..baselines import require_extras
+    from ..data import load_data
+    from ..finetune import EPOCH_CALLBACK
+    from ..user_data import prepare_data
 
     config.validate()
     require_extras(config.variant)
@@ -221,7 +221,7 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
     _check_same_search(study, space, config, metric)
 
     def objective(trial) -> float:
-        from .pipeline import run
+        from ..pipeline import run
 
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
         folder = out / "trials" / str(trial.number)
@@ -309,14 +309,14 @@ def add_search_parser(commands) -> None:
 
 
 def search_command(args: argparse.Namespace) -> int:
-    from .presets import config_from_options
+    from ..presets import config_from_options
 
     config = config_from_options(args)  # as run takes them: preset, --config, the flags typed, --set last
     options = executor_options(args)
     if options is not None:
         import optuna
 
-        from .executors import run_search_jobs
+        from .jobs import run_search_jobs
 
         name = args.study_name or default_study_name(config)
         failed, queued = run_search_jobs(config, args.space, args.n_trials, args.out, storage=args.storage,

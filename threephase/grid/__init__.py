@@ -1,0 +1,1 @@
+"""The grid machinery: reproductions, the experiment and searches (see the floors below)."""
