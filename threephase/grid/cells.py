@@ -48,6 +48,12 @@ def run_name(cell: Mapping[str, Any]) -> str:
     return f"{cell['dataset']}__{short_name(cell['model'])}__{cell['variant']}__seed{cell['seed']}"
 
 
+def failure(failed: list[str]) -> ThreePhaseError:
+    """The error that ends a grid with failed cells (one line each, from the run functions), and what to do."""
+    return ThreePhaseError(f"{len(failed)} run(s) failed: " + "; ".join(failed) +
+                           ". Fix the cause and rerun the same command: finished runs are skipped.")
+
+
 def notebook_path() -> Path:
     """``notebooks/06_reproduce.ipynb`` of the repository this package was imported from (for ``--notebooks``)."""
     path = Path(__file__).resolve().parents[2] / "notebooks" / NOTEBOOK

@@ -20,6 +20,9 @@ only runs the missing ones. Trials killed with the process are marked failed (Op
 ``<out>`` receives ``best_config.json`` (the searched settings of the best trial, with the variant, preset and
 dataset they apply to), ``trials.csv``, ``trials.png`` and, in ``trials/<number>/``, each trial's run record
 (``config.json``, ``metrics.json``; the classifier is not kept, and a pruned trial leaves no folder).
+
+With ``--executor``, :func:`run_search_jobs` runs the search as ``--workers`` submitit jobs (:class:`SearchJob`,
+through :func:`~threephase.grid.jobs.run_tasks`) that share one study.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -36,8 +40,8 @@ from typing import Any
 
 from ..config import RunConfig, apply_overrides, changed_settings, read_json_overrides
 from ..errors import ThreePhaseError
-from .jobs import add_executor_options, executor_options
 from ..records import atomic_write_bytes, atomic_write_text, write_json
+from .jobs import Checkpointable, ExecutorOptions, add_executor_options, executor_options, run_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +286,48 @@ def write_outputs(study, out: Path, config: RunConfig, space: dict[str, Any]) ->
     atomic_write_bytes(out / "trials.png", buffer.getvalue())
 
 
+class SearchJob(Checkpointable):
+    """One search worker against a shared study. Requeued, it makes the same call (Checkpointable's checkpoint);
+    Optuna's heartbeat marks the trial it was killed in failed."""
+
+    def __call__(self, config, space, n_trials, out, storage, study_name, metric):
+        from ..logs import quiet_logging
+
+        quiet_logging()
+        study = search(config, space, n_trials, out, storage=storage, study_name=study_name, metric=metric)
+        return {"status": "ran", "finished_trials": finished_trials(study)}
+
+
+def run_search_jobs(config, space, n_trials: int, out: str | os.PathLike, *, storage: str | None, study_name: str,
+                    metric: str, workers: int, options: ExecutorOptions) -> tuple[list[str], list[str]]:
+    """Run a search as ``workers`` jobs sharing one Optuna study; return (failed, queued) lines. A rerun submits
+    workers again only while the study lacks finished trials."""
+    import optuna
+
+    if workers < 1:
+        raise ThreePhaseError(f"--workers {workers}: run at least one worker.")
+    config.validate()  # what search() checks first, here before any job is queued
+    checked, source = load_space(default_space_path(config.variant) if space is None else space)
+    check_space(checked, config, source)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{out / 'study.db'}"
+    if options.kind == "slurm" and storage.startswith("sqlite") and workers > 1:
+        print("note: several jobs share a SQLite study file; that needs a file system with working locks (not "
+              "every NFS has them). Use --storage postgresql://... (or mysql://...) when in doubt.")
+
+    def finished() -> int:
+        try:
+            return finished_trials(optuna.load_study(study_name=study_name, storage=storage))
+        except KeyError:  # no such study yet
+            return 0
+
+    complete = lambda task: ("finished", "") if finished() >= n_trials else None  # noqa: E731
+    tasks = {f"worker{i}": (config, space, n_trials, str(out), storage, study_name, metric) for i in range(workers)}
+    return run_tasks(tasks, SearchJob(), out, options, name=f"threephase-search-{out.name}", settled=complete,
+                     force=finished() < n_trials)
+
+
 # The run command's data, variant and preset options, shared with it rather than written twice.
 RUN_OPTIONS = ("dataset", "data_dir", "text_column", "label_column", "model", "variant", "preset", "seed", "config",
                "set", "device")
@@ -315,8 +361,6 @@ def search_command(args: argparse.Namespace) -> int:
     options = executor_options(args)
     if options is not None:
         import optuna
-
-        from .jobs import run_search_jobs
 
         name = args.study_name or default_study_name(config)
         failed, queued = run_search_jobs(config, args.space, args.n_trials, args.out, storage=args.storage,
