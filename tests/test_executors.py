@@ -33,7 +33,7 @@ def dead_pid() -> str:
 def test_local_executor_runs_the_grid_like_the_driver_and_a_rerun_runs_only_what_is_missing(
         tmp_path, data_dir, monkeypatch, capsys):
     monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)  # the jobs inherit the environment
-    monkeypatch.setattr(executors, "POLL_S", 0.2)
+    monkeypatch.setattr(jobs, "POLL_S", 0.2)
     jobs_out, driver_out = tmp_path / "jobs", tmp_path / "driver"
     # One cell as a job, as if the submitting process had been killed after it; the second cell's job was lost.
     assert main(grid(jobs_out, "1", "--executor", "local")) == 0
@@ -110,7 +110,7 @@ def test_slurm_flags_need_an_executor(tmp_path, capsys):
 
 
 def test_a_search_spread_over_two_local_workers_fills_one_study(tmp_path, data_dir, monkeypatch, capsys):
-    monkeypatch.setattr(executors, "POLL_S", 0.2)
+    monkeypatch.setattr(jobs, "POLL_S", 0.2)
     out = tmp_path / "search"
     search = ["search", "--dataset", "snips2", "--data-dir", data_dir, "--variant", "logreg", "--preset", "cpu",
               "--device", "cpu", *TINY, "--n-trials", "3", "--metric", "accuracy", "--out", str(out),
