@@ -199,7 +199,7 @@ def test_glue_sst2_tests_on_the_glue_dev_set_and_carves_validation_from_train(mo
 
 
 def test_glue_sst2_takes_the_papers_sst2_rows():
-    from threephase.reproduce import paper_accuracy
+    from threephase.grid.tables import paper_accuracy
 
     glue, sst2 = preset_config("paper", "glue_sst2"), preset_config("paper", "sst2")
     assert glue.to_dict() | {"data": None} == sst2.to_dict() | {"data": None}

@@ -9,8 +9,9 @@ import pytest
 from threephase import ThreePhaseError
 from threephase.cli import main
 from threephase.config import CLConfig, ImbalanceConfig
-from threephase.experiment import SETTINGS, plan
-from threephase.experiment_report import summarize, to_markdown
+from threephase.grid.experiment import plan
+from threephase.grid.report import summarize, to_markdown
+from threephase.grid.settings import SETTINGS
 from threephase.phases import pair_dataset
 
 
@@ -52,6 +53,16 @@ def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides(data_dir, m
         "data.train_per_class"] == 32
 
 
+
+def test_long_tail_runs_every_variant_but_setfit_in_the_tables_order():
+    """settings.py stands below the tables, so it lists the long-tail variants itself: a new variant must join it."""
+    from threephase.config import VARIANTS
+    from threephase.grid.tables import VARIANT_TITLES
+
+    variants = SETTINGS["long-tail"].variants
+    assert set(variants) == set(VARIANTS) - {"setfit"}
+    assert list(variants) == [v for v in VARIANT_TITLES if v in variants]
+
 def test_plan_names_an_unknown_setting_or_size():
     with pytest.raises(ThreePhaseError, match="Unknown setting 'tail'"):
         plan(settings=["tail"])
@@ -61,7 +72,8 @@ def test_plan_names_an_unknown_setting_or_size():
 
 def test_pair_count_is_what_phase_2_draws(data_dir, monkeypatch):
     from threephase.data import load_data
-    from threephase.experiment import LONG_TAIL, pair_count
+    from threephase.grid.experiment import pair_count
+    from threephase.grid.settings import LONG_TAIL
 
     monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
     overrides = {**LONG_TAIL, "data.max_validation_samples": 48, "data.max_test_samples": 300}
@@ -94,7 +106,7 @@ def test_on_balanced_classes_the_resize_variants_train_the_same_pairs():
 
 
 def test_table_marks_only_what_survives_holm_and_counts_the_intervals(tmp_path):
-    from threephase.experiment_report import comparisons
+    from threephase.grid.report import comparisons
 
     def record(variant, seed, accuracy):
         return {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed, "accuracy": accuracy / 100,
@@ -152,7 +164,7 @@ def test_smallest_form_end_to_end(tmp_path, data_dir, monkeypatch, capsys):
 
 
 def test_findings_quote_the_summary_and_the_resize_at_equal_pairs(tmp_path):
-    from threephase.experiment_report import findings, resize_at_equal_pairs
+    from threephase.grid.report import findings, resize_at_equal_pairs
 
     def record(variant, seed, accuracy, pairs):
         return {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed, "accuracy": accuracy / 100,

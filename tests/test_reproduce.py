@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from threephase import driver, reproduce
+from threephase.grid import cells, reproduce, tables
 from threephase.cli import main
 from threephase.errors import ThreePhaseError
 
@@ -47,35 +47,35 @@ def test_grid_follows_the_paper():
 
 
 def test_paper_numbers():
-    assert reproduce.paper_accuracy(4, "snips2", "any", "no-imb") == 97.85
-    assert reproduce.paper_accuracy(4, "imdb", "any", "extra-imb") == 97.00
-    assert reproduce.paper_accuracy(3, "sst5", "FacebookAI/roberta-base", "joint") == 53.88
-    assert reproduce.paper_accuracy(3, "sst2", "sentence-transformers/all-MiniLM-L6-v2", "ft") == 88.21
-    assert reproduce.paper_accuracy(3, "imdb", "all-MiniLM-L12-v2", "ft") is None
-    assert reproduce.paper_accuracy(3, "snips2", "roberta-base", "dae-ft") is None
+    assert tables.paper_accuracy(4, "snips2", "any", "no-imb") == 97.85
+    assert tables.paper_accuracy(4, "imdb", "any", "extra-imb") == 97.00
+    assert tables.paper_accuracy(3, "sst5", "FacebookAI/roberta-base", "joint") == 53.88
+    assert tables.paper_accuracy(3, "sst2", "sentence-transformers/all-MiniLM-L6-v2", "ft") == 88.21
+    assert tables.paper_accuracy(3, "imdb", "all-MiniLM-L12-v2", "ft") is None
+    assert tables.paper_accuracy(3, "snips2", "roberta-base", "dae-ft") is None
 
 
 def test_aggregate_of_records():
     records = [{"dataset": "snips2", "model": "m/all-MiniLM-L6-v2", "variant": v, "seed": s, "accuracy": a}
                for v, s, a in [("ft", 0, 0.90), ("ft", 1, 0.94), ("three-phase", 0, 0.97), ("joint", 0, 0.5)]]
-    df = reproduce.aggregate(records, table=4)
+    df = tables.aggregate(records, table=4)
     assert list(df["variant"]) == ["three-phase", "joint", "ft"]  # the paper's order
     ft = df.set_index("variant").loc["ft"]
     assert ft["n"] == 2 and ft["mean"] == pytest.approx(92.0) and ft["std"] == pytest.approx(math.sqrt(8))
     assert ft["paper"] == 93.86 and ft["diff"] == pytest.approx(92.0 - 93.86)
     assert math.isnan(df.set_index("variant").loc["three-phase", "std"])
-    text = reproduce.to_markdown(df)
+    text = tables.to_markdown(df)
     rows = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ")][2:]
     assert rows == ["3-Phase", "Joint", "FT"]  # variants as rows, in the paper's order
     assert "| FT | 92.00 ± 2.83 | 93.86 | -1.86 |  |" in text
     assert "| 3-Phase | 97.00 ± – |" in text
-    assert list(reproduce.aggregate(records, table=3)["variant"]) == ["three-phase", "joint", "ft"]
+    assert list(tables.aggregate(records, table=3)["variant"]) == ["three-phase", "joint", "ft"]
 
 
 def test_missing_notebook_is_a_clear_error(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(driver, "NOTEBOOK", "no_such_notebook.ipynb")
+    monkeypatch.setattr(cells, "NOTEBOOK", "no_such_notebook.ipynb")
     with pytest.raises(ThreePhaseError, match="wheel.*drop --notebooks"):
-        reproduce.notebook_path()
+        cells.notebook_path()
     code = main(["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--seeds", "1",
                  "--out", str(tmp_path), "--notebooks"])
     assert code == 2 and "drop --notebooks" in capsys.readouterr().err
@@ -84,18 +84,18 @@ def test_missing_notebook_is_a_clear_error(monkeypatch, tmp_path, capsys):
 
 def test_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
     environ = {"PATH": "/bin"}
-    assert [driver.worker_env(k, 4, ["2", "5"], environ)["CUDA_VISIBLE_DEVICES"] for k in range(4)] == \
+    assert [cells.worker_env(k, 4, ["2", "5"], environ)["CUDA_VISIBLE_DEVICES"] for k in range(4)] == \
         ["2", "5", "2", "5"]
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    cpu = driver.worker_env(0, 2, [], environ)
+    cpu = cells.worker_env(0, 2, [], environ)
     assert "CUDA_VISIBLE_DEVICES" not in cpu and cpu["OMP_NUM_THREADS"] == cpu["MKL_NUM_THREADS"] == "4"
-    assert driver.worker_env(0, 2, [], {"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"  # the user's choice
+    assert cells.worker_env(0, 2, [], {"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"  # the user's choice
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
-    assert driver.visible_gpus() == ["3", "7"]
+    assert cells.visible_gpus() == ["3", "7"]
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
-    assert driver.visible_gpus() == []  # one GPU: every worker shares it
+    assert cells.visible_gpus() == []  # one GPU: every worker shares it
 
 
 def test_unknown_dataset_fails_before_any_run(tmp_path, capsys, monkeypatch, data_dir):
@@ -265,20 +265,20 @@ def test_tables_give_paired_differences_with_intervals(tmp_path):
 
     runs = (records("ft", [0.90, 0.80, 0.85, 0.80, 0.90]) + records("three-phase", [0.92, 0.83, 0.86, 0.82, 0.92])
             + records("joint", [0.95, 0.75, 0.86, 0.80, 0.90]) + records("logreg", [0.7] * 5))
-    df = reproduce.aggregate(runs, table=4).set_index("variant")
+    df = tables.aggregate(runs, table=4).set_index("variant")
     assert list(df.index) == ["three-phase", "joint", "ft", "logreg"]  # the baseline follows the table's variants
     assert df.loc["three-phase", "vs_ft"] == pytest.approx(2.0) and not df.loc["three-phase", "covers_zero"]
     assert df.loc["joint", "covers_zero"] and math.isnan(df.loc["ft", "vs_ft"])
-    text = reproduce.to_markdown(reproduce.aggregate(runs, table=4))
+    text = tables.to_markdown(tables.aggregate(runs, table=4))
     three_phase_row = next(line for line in text.splitlines() if line.startswith("| 3-Phase |"))
     assert three_phase_row.split(" | ")[-1].startswith("+2.00 [") and "†" not in three_phase_row
     joint_row = next(line for line in text.splitlines() if line.startswith("| Joint |"))
     assert "+0.20 [" in joint_row and "†" in joint_row and "† marks an interval that covers 0" in text
-    wide = reproduce.to_wide(reproduce.aggregate(runs, table=4))
+    wide = tables.to_wide(tables.aggregate(runs, table=4))
     assert {"3-phase", "three-phase vs_ft", "three-phase ci_low", "three-phase ci_high"} - set(wide.columns) == {"3-phase"}
     assert "ft vs_ft" not in wide.columns
-    assert not reproduce.aggregate(runs, table=4)["paper_setting"].any()  # cpu preset: no paper markers
-    paper = reproduce.aggregate(records("ft", [0.9, 0.92], preset="paper",
+    assert not tables.aggregate(runs, table=4)["paper_setting"].any()  # cpu preset: no paper markers
+    paper = tables.aggregate(records("ft", [0.9, 0.92], preset="paper",
                                         model="sentence-transformers/all-MiniLM-L12-v2"), table=4)
     assert paper["paper_setting"].all()
-    assert reproduce.plot_variants(reproduce.aggregate(runs, table=4)).axes[0].get_ylim()[0] > 50  # not from 0
+    assert tables.plot_variants(tables.aggregate(runs, table=4)).axes[0].get_ylim()[0] > 50  # not from 0

@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 from threephase import ThreePhaseError, preset_config, run
 from threephase.cli import main
 from threephase.config import VARIANTS, RunConfig
-from threephase.search import check_space, default_space_path, load_space, search
+from threephase.grid.search import check_space, default_space_path, load_space, search
 
 from conftest import tiny_config
 

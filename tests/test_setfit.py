@@ -83,7 +83,8 @@ def test_the_cli_reports_the_missing_extra(no_setfit, tmp_path, capsys, data_dir
 
 
 def test_setfit_is_a_variant_everywhere():
-    from threephase import config, pipeline, reproduce
+    from threephase import config, pipeline
+    from threephase.grid import tables
 
     assert set(config.VARIANTS) == set(pipeline.VARIANTS) and pipeline.VARIANTS["setfit"].baseline
-    assert reproduce.VARIANT_TITLES["setfit"] == "SetFit"
+    assert tables.VARIANT_TITLES["setfit"] == "SetFit"

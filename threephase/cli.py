@@ -64,13 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a killed run in --output from its finished phases and newest checkpoint "
                           "(same settings, same data: both are checked); a finished run just reports its metrics, and a "
                           "folder that does not exist starts afresh (with a warning)")
-    from .reproduce import add_reproduce_parser
+    from .grid.reproduce import add_reproduce_parser
 
     add_reproduce_parser(commands)
-    from .experiment import add_experiment_parser
+    from .grid.experiment import add_experiment_parser
 
     add_experiment_parser(commands)
-    from .search import add_search_parser
+    from .grid.search import add_search_parser
 
     add_search_parser(commands)
     return parser
@@ -95,14 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "experiment":
-            from .experiment import experiment_command
+            from .grid.experiment import experiment_command
 
             return experiment_command(args)
         if args.command == "search":
-            from .search import search_command
+            from .grid.search import search_command
 
             return search_command(args)
-        from .reproduce import reproduce_command
+        from .grid.reproduce import reproduce_command
 
         return reproduce_command(args)
     except ThreePhaseError as err:

@@ -30,8 +30,8 @@ from .training import (from_main_process, is_main_process, linear_schedule, trai
 logger = logging.getLogger(__name__)
 
 
-# Called with (epoch, validation scores) after each phase-3 epoch, when set: how threephase.search prunes a trial
-# (an exception raised in it ends training). A context variable, so that no FTConfig field or signature changes.
+# Called with (epoch, validation scores) after each phase-3 epoch, when set: how threephase.grid.search prunes a
+# trial (an exception raised in it ends training). A context variable, so that no FTConfig field or signature changes.
 EPOCH_CALLBACK: ContextVar[Callable[[int, dict[str, float]], None] | None] = ContextVar("epoch_callback", default=None)
 
 

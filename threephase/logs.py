@@ -1,7 +1,7 @@
 """How every entry point logs: the command line, the reproduction's worker processes and the cluster jobs.
 
-It lives below the command line so that the grid machinery (driver, executors) imports it downwards, never from
-:mod:`threephase.cli`.
+It lives below the command line so that the grid machinery (:mod:`threephase.grid`: its cells' workers, its jobs)
+imports it downwards, never from :mod:`threephase.cli`.
 """
 
 from __future__ import annotations

@@ -279,7 +279,7 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     metrics as the run left alone. ``metrics.json`` is written last, so a folder without it is an unfinished run;
     ``resume=True`` on a finished one returns its saved metrics and the classifier saved in it.
 
-    ``evaluate_test=False`` (what :func:`threephase.search.search` runs) drops the test split as soon as the data
+    ``evaluate_test=False`` (what :func:`threephase.grid.search.search` runs) drops the test split as soon as the data
     is loaded, so no training or scoring step can see it, and ``metrics`` score the validation split instead
     (``metrics["evaluated_split"]`` says which split was scored).
 

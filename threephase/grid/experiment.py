@@ -1,31 +1,16 @@
 """When do the phases help? A CPU experiment, run as a fair fight, over the settings in which the paper says phases
 1 and 2 should help.
 
-``python -m threephase experiment --out reproductions/phases-help`` runs, for each *setting*, every variant that
-the setting can tell apart, with the ``cpu`` preset at the sizes of :data:`SIZES`, over 5 seeds, through the
-reproduction driver (:func:`threephase.reproduce.run_grid`). Then :mod:`threephase.experiment_report` writes the
-tables: each variant's accuracy and macro-F1 and their paired differences to ``ft`` (same data draw, same seed)
-with 95% intervals, Holm-corrected, and the sentences the book quotes.
+``python -m threephase experiment --out reproductions/phases-help`` runs, for each *setting*
+(:data:`threephase.grid.settings.SETTINGS`, which describes them), every variant that the setting can tell apart,
+with the ``cpu`` preset at the sizes of :data:`SIZES`, over 5 seeds, through the reproduction's grid
+(:func:`threephase.grid.reproduce.run_grid`). Then :mod:`threephase.grid.report` writes the tables: each variant's
+accuracy and macro-F1 and their paired differences to ``ft`` (same data draw, same seed) with 95% intervals,
+Holm-corrected, and the sentences the book quotes.
 
 Every method trains on one data draw and selects on the same labelled examples (few-shot validation has as many
 examples per class as training; ``logreg`` and ``setfit`` choose their C there), and every fine-tuned variant ends
 with the same phase 3, the ``cpu`` preset's.
-
-The settings (:data:`SETTINGS`):
-
-* ``long-tail``: a long-tailed training split (largest / smallest class ≈ 10) of 80 examples, so that the resize
-  (eq. 4-5) acts; ``no-imb`` is the same variant without the resize, ``extra-imb`` with a larger one (snips2, the
-  dataset with the most classes; ``--datasets ag_news,snips2`` adds a second).
-* ``long-tail-many-pairs`` and ``long-tail-few-pairs``: the same split, every resize variant on one pair count
-  (``cl.num_pairs``: ``extra-imb``'s, then ``no-imb``'s), so that the resize is compared at equal steps.
-* ``few-shot``: 8 labelled examples per class, balanced (sst2, snips2).
-* ``unlabelled``: the same labels, and phase 1 (and Joint's DAE part) also reads 256 unlabelled training texts,
-  once each (sst2).
-
-On balanced classes the resize leaves every class as it is, so ``extra-imb`` and ``no-imb`` train exactly what
-``three-phase`` trains (tested): they run in the long-tail settings only. In ``unlabelled`` only the variants with a
-phase 1 change; ``ft`` and ``logreg`` run there again as its paired reference. ``setfit`` joins ``few-shot``, the
-setting SetFit was made for, when its extra is installed.
 """
 
 from __future__ import annotations
@@ -36,64 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import VARIANTS, apply_overrides, parse_set_options
-from .errors import ThreePhaseError
-from .executors import add_executor_options, executor_options, still_running
-from .imbalance import resized_sizes
-from .pairs import num_pairs_for
-from .presets import CPU_MODEL, preset_config
-from .reproduce import VARIANT_TITLES, absolute_paths, check_grid, parse_seeds, report, run_grid, split_list
+from ..config import apply_overrides, parse_set_options
+from ..errors import ThreePhaseError
+from ..imbalance import resized_sizes
+from ..pairs import num_pairs_for
+from ..presets import CPU_MODEL, preset_config
+from .jobs import add_executor_options, executor_options, still_running
+from .report import to_markdown, write_summary
+from .reproduce import absolute_paths, check_grid, parse_seeds, report, run_grid, split_list
+from .settings import DATASETS, SETTINGS
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("sst2", "ag_news", "snips2")
-WITH_PHASE1 = ("three-phase", "joint", "dae-ft")
 DRAW_KEYS = ("data.train_per_class", "data.max_train_samples", "data.max_unlabelled_samples", "data.min_per_class")
-BALANCED = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "logreg")
-
-
-@dataclass(frozen=True)
-class Setting:
-    title: str
-    overrides: dict[str, Any]
-    variants: tuple[str, ...]
-    question: str = ""
-    datasets: tuple[str, ...] = DATASETS  # where the setting's question can be asked within the CPU budget
-    # Every variant of the setting trains on as many pairs as this variant draws (cl.num_pairs), so that variants
-    # that resize differently compare at equal steps.
-    equal_pairs: str | None = None
-
-
-RESIZES = ("three-phase", "extra-imb", "no-imb", "ft")  # the resize's three strengths, and the reference
-# Few-shot selection reads as many labelled examples as training (8 per class): every method, the baselines too
-# (they choose their regression's C there), trains on the same labels and selects on the same labels.
-FEW_SHOT = {"data.train_per_class": 8, "data.validation_per_class": 8}
-LONG_TAIL = {"data.imbalance_factor": 10, "data.max_train_samples": 80, "data.min_per_class": 4,
-             # Five batches: half the repetitions give about the steps of few-shot snips2 (56 examples).
-             "dae.num_train_epochs": 2, "cl.pair_multiplier": 2}
-
-SETTINGS: dict[str, Setting] = {
-    "few-shot": Setting("balanced few-shot (8 per class)", FEW_SHOT, BALANCED + ("setfit",),
-                        "Do phases 1 and 2 help when labels are few and the classes balanced?", ("sst2", "snips2")),
-    "unlabelled": Setting(
-        "few-shot + 256 unlabelled texts for phase 1",
-        # One pass over 16 + 256 texts gives phase 1 about four times the steps of few-shot's four passes over 16.
-        {**FEW_SHOT, "data.unlabelled": "train", "data.max_unlabelled_samples": 256, "dae.num_train_epochs": 1},
-        WITH_PHASE1 + ("ft", "logreg"), "Does phase 1 gain from in-domain texts without labels?", ("sst2",)),
-    "long-tail": Setting(
-        "long-tailed (ρ = 10, 80 examples)", LONG_TAIL,
-        tuple(v for v in VARIANT_TITLES if v in VARIANTS and v != "setfit"),
-        "Do phases 1 and 2 help on imbalanced classes, and does the resize (three-phase vs no-imb vs extra-imb)?",
-        ("snips2",)),
-    "long-tail-many-pairs": Setting(
-        "long-tailed, every resize at extra-imb's pair count", LONG_TAIL, RESIZES,
-        "Does the resize help when no-imb and three-phase train as many steps as extra-imb?", ("snips2",),
-        equal_pairs="extra-imb"),
-    "long-tail-few-pairs": Setting(
-        "long-tailed, every resize at no-imb's pair count", LONG_TAIL, RESIZES,
-        "Does the resize help when extra-imb and three-phase train as few steps as no-imb?", ("snips2",),
-        equal_pairs="no-imb"),
-}
 
 # The experiment's sizes atop the cpu preset: each run takes a minute or two on 2 CPU cores.
 SIZES: dict[str, dict[str, Any]] = {
@@ -129,8 +69,8 @@ class Plan:
 def pair_count(dataset: str, model: str, variant: str, overrides: dict[str, Any]) -> int:
     """How many pairs ``variant`` draws in phase 2 on the data draw of ``overrides`` (its resize, then eq. 2's
     count), without training anything."""
-    from .data import class_sizes, load_data
-    from .pipeline import VARIANTS as PIPELINE_VARIANTS
+    from ..data import class_sizes, load_data
+    from ..pipeline import VARIANTS as PIPELINE_VARIANTS
 
     config = apply_overrides(preset_config("cpu", dataset, model, variant=variant), overrides)
     sizes = class_sizes(load_data(config.data)["train"])
@@ -154,7 +94,7 @@ def plan(settings=None, datasets=None, seeds: str | int = 5, size: str = "full",
         chosen = [v for v in setting.variants if variants is None or v in variants]
         if "setfit" in chosen:
             try:
-                from .baselines import require_extras  # on use: --help must not wait for the training stack
+                from ..baselines import require_extras  # on use: --help must not wait for the training stack
 
                 require_extras("setfit")
             except ThreePhaseError as missing:
@@ -228,7 +168,5 @@ def experiment_command(args: argparse.Namespace) -> int:
     queued = still_running(executor, failed)
     if queued is not None:
         return queued
-    from .experiment_report import to_markdown, write_summary
-
     return report(failed, lambda: write_summary(args.out, settings), to_markdown,
                   f"{args.out}/phases_help.md, .csv and .png")

@@ -8,7 +8,7 @@ is skipped when it was made with the same parameters and refused otherwise (unle
 the way resumes from what its run folder kept (``run(config, overwrite=overwrite, resume=not overwrite)``, as the
 notebook does).
 
-A worker is ``python -m threephase.driver SPEC RESULT``: it runs one cell with :func:`run_cell` and writes the
+A worker is ``python -m threephase.grid.cells SPEC RESULT``: it runs one cell with :func:`run_cell` and writes the
 outcome to ``RESULT``. Its output goes to ``<out>/logs/<name>.log``.
 """
 
@@ -26,9 +26,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, changed_settings
-from .errors import ThreePhaseError
-from .records import write_json
+from ..config import RunConfig, changed_settings
+from ..errors import ThreePhaseError
+from ..records import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +48,15 @@ def run_name(cell: Mapping[str, Any]) -> str:
     return f"{cell['dataset']}__{short_name(cell['model'])}__{cell['variant']}__seed{cell['seed']}"
 
 
+def failure(failed: list[str]) -> ThreePhaseError:
+    """The error that ends a grid with failed cells (one line each, from the run functions), and what to do."""
+    return ThreePhaseError(f"{len(failed)} run(s) failed: " + "; ".join(failed) +
+                           ". Fix the cause and rerun the same command: finished runs are skipped.")
+
+
 def notebook_path() -> Path:
     """``notebooks/06_reproduce.ipynb`` of the repository this package was imported from (for ``--notebooks``)."""
-    path = Path(__file__).resolve().parents[1] / "notebooks" / NOTEBOOK
+    path = Path(__file__).resolve().parents[2] / "notebooks" / NOTEBOOK
     if not path.is_file():
         raise ThreePhaseError(
             f"The reproduction notebook {str(path)!r} is missing (an installed wheel has no notebooks): drop "
@@ -62,7 +68,7 @@ def notebook_path() -> Path:
 
 def cell_config(parameters: Mapping[str, Any]) -> RunConfig:
     """The run config of one cell from notebook 06's parameters; the notebook and the driver both build it here."""
-    from .notebook import notebook_config
+    from ..notebook import notebook_config
 
     overrides = parameters.get("overrides") or {}
     overrides = json.loads(overrides) if isinstance(overrides, str) else dict(overrides)
@@ -78,7 +84,7 @@ def cell_config(parameters: Mapping[str, Any]) -> RunConfig:
 def write_results(parameters: Mapping[str, Any], config: RunConfig, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``results.json`` into the cell's run folder: the metrics plus the parameters that made them. The
     driver treats a run folder with ``results.json`` as done."""
-    from . import __version__
+    from .. import __version__
 
     recorded = {key: parameters.get(key) for key in RECORDED}
     recorded["model"] = config.model_name_or_path
@@ -123,7 +129,7 @@ def run_cell(cell: Mapping[str, Any], out: str | os.PathLike, overrides: Mapping
         logging.getLogger().addHandler(handler)
     start = time.perf_counter()
     try:
-        from .pipeline import run
+        from ..pipeline import run
 
         config = cell_config(params)
         result = run(config, overwrite=overwrite, resume=not overwrite)
@@ -242,7 +248,7 @@ def _run_parallel(cells, out: Path, overrides, overwrite, parameters, notebooks,
                                                 "overwrite": overwrite, "parameters": dict(parameters or {}),
                                                 "notebooks": notebooks}))
                     log = open(out / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (closed when the worker ends)
-                    process = subprocess.Popen([sys.executable, "-m", "threephase.driver", str(spec), str(result)],
+                    process = subprocess.Popen([sys.executable, "-m", "threephase.grid.cells", str(spec), str(result)],
                                                stdout=log, stderr=subprocess.STDOUT, env=worker_env(slot, jobs, gpus))
                     running[slot] = (process, name, result, log)
                 for slot, (process, name, result, log) in list(running.items()):
@@ -267,7 +273,7 @@ def _run_parallel(cells, out: Path, overrides, overwrite, parameters, notebooks,
 
 
 def _worker(spec_path: str, result_path: str) -> int:
-    from .logs import quiet_logging
+    from ..logs import quiet_logging
 
     quiet_logging()
     spec = json.loads(Path(spec_path).read_text())

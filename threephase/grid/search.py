@@ -20,6 +20,9 @@ only runs the missing ones. Trials killed with the process are marked failed (Op
 ``<out>`` receives ``best_config.json`` (the searched settings of the best trial, with the variant, preset and
 dataset they apply to), ``trials.csv``, ``trials.png`` and, in ``trials/<number>/``, each trial's run record
 (``config.json``, ``metrics.json``; the classifier is not kept, and a pruned trial leaves no folder).
+
+With ``--executor``, :func:`run_search_jobs` runs the search as ``--workers`` submitit jobs (:class:`SearchJob`,
+through :func:`~threephase.grid.jobs.run_tasks`) that share one study.
 """
 
 from __future__ import annotations
@@ -29,19 +32,20 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, changed_settings, read_json_overrides
-from .errors import ThreePhaseError
-from .executors import add_executor_options, executor_options
-from .records import atomic_write_bytes, atomic_write_text, write_json
+from ..config import RunConfig, apply_overrides, changed_settings, read_json_overrides
+from ..errors import ThreePhaseError
+from ..records import atomic_write_bytes, atomic_write_text, write_json
+from .jobs import Checkpointable, ExecutorOptions, add_executor_options, executor_options, run_tasks
 
 logger = logging.getLogger(__name__)
 
-SPACES_DIR = Path(__file__).parent / "spaces"
+SPACES_DIR = Path(__file__).parents[1] / "spaces"
 METRICS = ("macro_f1", "accuracy")
 # Settings a trial may not change: they say what is compared (the variant, the data and so the validation split,
 # the seed) or where it runs, not how it trains.
@@ -196,10 +200,10 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
     """
     import optuna
 
-    from .baselines import require_extras
-    from .data import load_data
-    from .finetune import EPOCH_CALLBACK
-    from .user_data import prepare_data
+    from ..baselines import require_extras
+    from ..data import load_data
+    from ..finetune import EPOCH_CALLBACK
+    from ..user_data import prepare_data
 
     config.validate()
     require_extras(config.variant)
@@ -221,7 +225,7 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
     _check_same_search(study, space, config, metric)
 
     def objective(trial) -> float:
-        from .pipeline import run
+        from ..pipeline import run
 
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
         folder = out / "trials" / str(trial.number)
@@ -282,6 +286,48 @@ def write_outputs(study, out: Path, config: RunConfig, space: dict[str, Any]) ->
     atomic_write_bytes(out / "trials.png", buffer.getvalue())
 
 
+class SearchJob(Checkpointable):
+    """One search worker against a shared study. Requeued, it makes the same call (Checkpointable's checkpoint);
+    Optuna's heartbeat marks the trial it was killed in failed."""
+
+    def __call__(self, config, space, n_trials, out, storage, study_name, metric):
+        from ..logs import quiet_logging
+
+        quiet_logging()
+        study = search(config, space, n_trials, out, storage=storage, study_name=study_name, metric=metric)
+        return {"status": "ran", "finished_trials": finished_trials(study)}
+
+
+def run_search_jobs(config, space, n_trials: int, out: str | os.PathLike, *, storage: str | None, study_name: str,
+                    metric: str, workers: int, options: ExecutorOptions) -> tuple[list[str], list[str]]:
+    """Run a search as ``workers`` jobs sharing one Optuna study; return (failed, queued) lines. A rerun submits
+    workers again only while the study lacks finished trials."""
+    import optuna
+
+    if workers < 1:
+        raise ThreePhaseError(f"--workers {workers}: run at least one worker.")
+    config.validate()  # what search() checks first, here before any job is queued
+    checked, source = load_space(default_space_path(config.variant) if space is None else space)
+    check_space(checked, config, source)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{out / 'study.db'}"
+    if options.kind == "slurm" and storage.startswith("sqlite") and workers > 1:
+        print("note: several jobs share a SQLite study file; that needs a file system with working locks (not "
+              "every NFS has them). Use --storage postgresql://... (or mysql://...) when in doubt.")
+
+    def finished() -> int:
+        try:
+            return finished_trials(optuna.load_study(study_name=study_name, storage=storage))
+        except KeyError:  # no such study yet
+            return 0
+
+    complete = lambda task: ("finished", "") if finished() >= n_trials else None  # noqa: E731
+    tasks = {f"worker{i}": (config, space, n_trials, str(out), storage, study_name, metric) for i in range(workers)}
+    return run_tasks(tasks, SearchJob(), out, options, name=f"threephase-search-{out.name}", settled=complete,
+                     force=finished() < n_trials)
+
+
 # The run command's data, variant and preset options, shared with it rather than written twice.
 RUN_OPTIONS = ("dataset", "data_dir", "text_column", "label_column", "model", "variant", "preset", "seed", "config",
                "set", "device")
@@ -309,14 +355,12 @@ def add_search_parser(commands) -> None:
 
 
 def search_command(args: argparse.Namespace) -> int:
-    from .presets import config_from_options
+    from ..presets import config_from_options
 
     config = config_from_options(args)  # as run takes them: preset, --config, the flags typed, --set last
     options = executor_options(args)
     if options is not None:
         import optuna
-
-        from .executors import run_search_jobs
 
         name = args.study_name or default_study_name(config)
         failed, queued = run_search_jobs(config, args.space, args.n_trials, args.out, storage=args.storage,

@@ -15,17 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ThreePhaseError
-from .records import atomic_write_bytes, atomic_write_text
-from .reproduce import VARIANT_TITLES, aggregate, load_records
-from .stats import holm, paired_differences
-
-
-def _settings():
-    from .experiment import SETTINGS  # the experiment's plan imports this module's functions on use
-
-    return SETTINGS
-
+from ..errors import ThreePhaseError
+from ..records import atomic_write_bytes, atomic_write_text
+from ..stats import holm, paired_differences
+from .settings import SETTINGS
+from .tables import VARIANT_TITLES, aggregate, load_records
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 ALPHA = 0.05
@@ -33,7 +27,7 @@ ALPHA = 0.05
 
 def read_records(out: str | os.PathLike, settings=None) -> dict[str, list[dict]]:
     """Each setting's run records (``<out>/<setting>/runs/*/results.json``), read once for every table and figure."""
-    return {name: load_records(Path(out) / name) for name in settings or _settings()}
+    return {name: load_records(Path(out) / name) for name in settings or SETTINGS}
 
 
 def summarize(out: str | os.PathLike, settings=None, records: dict[str, list[dict]] | None = None) -> pd.DataFrame:
@@ -91,7 +85,7 @@ def resize_at_equal_pairs(out: str | os.PathLike, settings=None,
     records = read_records(out, settings) if records is None else records
     frames = []
     for name, runs in records.items():
-        setting = _settings().get(name)
+        setting = SETTINGS.get(name)
         if setting is None or not setting.equal_pairs:
             continue
         resized = [r for r in runs if r["variant"] != "ft"]
@@ -139,7 +133,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     differences to FT and 95% intervals; ✱ where the difference survives Holm's correction."""
     lines = []
     for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
-        setting = _settings().get(name)
+        setting = SETTINGS.get(name)
         lines += [f"**{name}**, {dataset}: {setting.title if setting else ''}. "
                   f"{setting.question if setting else ''}", "",
                   "| variant | accuracy | vs FT [95% CI] | macro-F1 | vs FT [95% CI] |",
@@ -229,7 +223,7 @@ def findings(df: pd.DataFrame, resize: pd.DataFrame) -> str:
                 title(r["variant"]) + " " + _signed(r[f"{metric}_vs_ft"], r[f"{metric}_ci_low"], r[f"{metric}_ci_high"])
                 for _, r in kept.iterrows())
             text += f" After Holm, {label} differences to FT: {listed or 'none'}."
-        if group["pairs"].notna().any() and _settings().get(name) and _settings()[name].equal_pairs:
+        if group["pairs"].notna().any() and SETTINGS.get(name) and SETTINGS[name].equal_pairs:
             text += f" Every phase-2 variant here trains on {group['pairs'].dropna().iloc[0]:.0f} pairs."
         lines.append(text)
     counts = comparisons(df)
@@ -255,9 +249,9 @@ def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail", records
     import numpy as np
     from matplotlib.figure import Figure
 
-    from .config import ImbalanceConfig
-    from .imbalance import resize_ratios, resized_sizes
-    from .viz import plot_confusion_matrix
+    from ..config import ImbalanceConfig
+    from ..imbalance import resize_ratios, resized_sizes
+    from ..viz import plot_confusion_matrix
 
     runs = load_records(Path(out) / setting) if records is None else records
     records = [r for r in runs if r["variant"] == "ft"]

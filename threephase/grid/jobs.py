@@ -5,6 +5,7 @@ A cell's state lives in its run folder, not in the submitting process: ``results
 a partial run that the next job resumes. ``<out>/slurm/jobs.json`` maps each cell to the last job that ran it, so
 that a rerun of the same command skips finished cells, leaves queued or running ones alone, resubmits lost ones
 (killed without a word), and reports failed ones with their logs (``<out>/slurm/<job id>/``, submitit's files).
+A search's workers go through the same :func:`run_tasks` (:func:`threephase.grid.search.run_search_jobs`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .driver import _finished, cell_parameters, run_cell, run_name
-from .errors import ThreePhaseError
-from .records import atomic_write_text
+from ..errors import ThreePhaseError
+from ..records import atomic_write_text
+from .cells import _finished, cell_parameters, failure, run_cell, run_name
 
 try:  # the cluster extra; without it only --executor fails, with a clear message (see executor_options)
     from submitit.core.utils import JobPaths, pickle_load
@@ -105,10 +106,10 @@ def make_executor(folder: Path, options: ExecutorOptions, name: str):
 
 class CellJob(Checkpointable):
     """One cell as a job. On preemption or at its time limit, submitit calls :meth:`checkpoint`, which requeues
-    the same cell: :func:`~threephase.driver.run_cell` then resumes its run folder."""
+    the same cell: :func:`~threephase.grid.cells.run_cell` then resumes its run folder."""
 
     def __call__(self, cell, out, overrides, parameters, overwrite=False):
-        from .logs import quiet_logging
+        from ..logs import quiet_logging
 
         quiet_logging()
         return run_cell(cell, out, overrides, overwrite, parameters)
@@ -247,52 +248,6 @@ def still_running(options: ExecutorOptions | None, failed: list[str]) -> int | N
         print(f"  {line}")
     print("Rerun the same command when they have ended: it skips finished cells and writes the tables.")
     if failed:
-        from .reproduce import failure
-
         raise failure(failed)
     return 0
 
-
-class SearchJob(Checkpointable):
-    """One search worker against a shared study. Requeued, it makes the same call (Checkpointable's checkpoint);
-    Optuna's heartbeat marks the trial it was killed in failed."""
-
-    def __call__(self, config, space, n_trials, out, storage, study_name, metric):
-        from .logs import quiet_logging
-        from .search import finished_trials, search
-
-        quiet_logging()
-        study = search(config, space, n_trials, out, storage=storage, study_name=study_name, metric=metric)
-        return {"status": "ran", "finished_trials": finished_trials(study)}
-
-
-def run_search_jobs(config, space, n_trials: int, out: str | os.PathLike, *, storage: str | None, study_name: str,
-                    metric: str, workers: int, options: ExecutorOptions) -> tuple[list[str], list[str]]:
-    """Run a search as ``workers`` jobs sharing one Optuna study; return (failed, queued) lines. A rerun submits
-    workers again only while the study lacks finished trials."""
-    import optuna
-
-    from .search import check_space, default_space_path, finished_trials, load_space
-
-    if workers < 1:
-        raise ThreePhaseError(f"--workers {workers}: run at least one worker.")
-    config.validate()  # what search() checks first, here before any job is queued
-    checked, source = load_space(default_space_path(config.variant) if space is None else space)
-    check_space(checked, config, source)
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{out / 'study.db'}"
-    if options.kind == "slurm" and storage.startswith("sqlite") and workers > 1:
-        print("note: several jobs share a SQLite study file; that needs a file system with working locks (not "
-              "every NFS has them). Use --storage postgresql://... (or mysql://...) when in doubt.")
-
-    def finished() -> int:
-        try:
-            return finished_trials(optuna.load_study(study_name=study_name, storage=storage))
-        except KeyError:  # no such study yet
-            return 0
-
-    complete = lambda task: ("finished", "") if finished() >= n_trials else None  # noqa: E731
-    tasks = {f"worker{i}": (config, space, n_trials, str(out), storage, study_name, metric) for i in range(workers)}
-    return run_tasks(tasks, SearchJob(), out, options, name=f"threephase-search-{out.name}", settled=complete,
-                     force=finished() < n_trials)
