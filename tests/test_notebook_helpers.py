@@ -198,3 +198,14 @@ def test_saved_runs_come_back_only_for_the_same_settings_and_without_their_paths
     with pytest.raises(ThreePhaseError, match="No finished runs"):
         notebook.save_runs(tmp_path / "empty", tmp_path / "none.jsonl")
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_the_committed_table4_runs_are_the_cpu_preset_as_it_is_now():
+    # Notebook 05 and the results page show these runs: a change to the cpu preset must come with a rerun
+    # (`reproduce --table 4 --datasets snips2 --preset cpu --seeds 3`, then copy table4_runs.jsonl over it).
+    path = Path(__file__).resolve().parents[1] / "book" / "results" / "table4_snips2_cpu_runs.jsonl"
+    variants = ["three-phase", "joint", "dae-ft", "cl-ft", "extra-imb", "no-imb", "ft"]
+    configs = [preset_config("cpu", "snips2", variant=v, seed=s) for v in variants for s in range(3)]
+    records = notebook.saved_runs(path, configs)
+    assert all(r is not None for r in records)
+    assert [(r["variant"], r["seed"]) for r in records] == [(c.variant, c.seed) for c in configs]

@@ -165,6 +165,8 @@ def test_driver_skips_overwrites_and_aggregates(tmp_path, data_dir, monkeypatch,
     assert row["ft paper"] == 93.86 and row["ft diff"] == pytest.approx(row["ft mean"] - 93.86, abs=0.02)
     assert "| FT | " in (out / "table4.md").read_text() and "| 93.86 |" in (out / "table4.md").read_text()
     assert "seeds (0,1)" in (out / "table4.md").read_text()
+    saved = [json.loads(line) for line in (out / "table4_runs.jsonl").read_text().splitlines()]
+    assert len(saved) == 2 and {entry["record"]["seed"] for entry in saved} == {0, 1}
     assert (out / "table4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.partial*")) and not list(out.glob(".*tmp"))
 

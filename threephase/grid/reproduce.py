@@ -82,7 +82,7 @@ grid:      Table 3: three-phase, joint, ft × models (paper preset: roberta-base
 output:    <out>/runs/<dataset>__<model>__<variant>__seed<k>/ (config.json, metrics.json, results.json,
            classifier/), <out>/logs/<same name>.log (or, with --notebooks, <out>/notebooks/<same name>.ipynb:
            the executed notebook), <out>/table<N>.md, .csv, .png (mean ± std over seeds, the paper's number and
-           the difference)
+           the difference), <out>/table<N>_runs.jsonl (every run's config and record, without its folder)
 rerun:     the same command skips finished runs, resumes killed ones, and refuses finished runs made with other
            settings unless --overwrite
 

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from ..errors import ThreePhaseError
+from ..notebook import save_runs
 from ..presets import PAPER_MODELS, paper_row
 from ..records import atomic_write_bytes, atomic_write_text
 from ..stats import paired_differences
@@ -193,7 +194,9 @@ def mean_interval_halfwidth(std: float, n: int) -> float:
 
 
 def write_tables(records, table: int, out: str | os.PathLike) -> pd.DataFrame:
-    """Aggregate ``records`` and write ``<out>/table<N>.md``, ``.csv`` and ``.png`` atomically."""
+    """Aggregate ``records`` and write ``<out>/table<N>.md``, ``.csv`` and ``.png`` atomically; when ``records``
+    is a folder of runs, also ``table<N>_runs.jsonl``, every run's config and record (what notebook 05 loads, see
+    :func:`threephase.notebook.saved_runs`)."""
     df = aggregate(records, table)
     if df.empty:
         raise ThreePhaseError(f"No finished runs of Table {table} under {str(out)!r}: run the grid first.")
@@ -203,5 +206,7 @@ def write_tables(records, table: int, out: str | os.PathLike) -> pd.DataFrame:
     buffer = io.BytesIO()
     plot_variants(df).savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(out / f"table{table}.png", buffer.getvalue())
+    if isinstance(records, (str, os.PathLike)):
+        save_runs(records, out / f"table{table}_runs.jsonl")
     return df
 
