@@ -186,3 +186,19 @@ def test_findings_quote_the_summary_and_the_resize_at_equal_pairs(tmp_path):
     extra = resize[(resize["variant"] == "extra-imb") & (resize["metric"] == "accuracy")].iloc[0]
     assert extra["diff"] == pytest.approx((9 + 11 + 11) / 3)
     assert f"Extra Imb. − No Imb. = +{extra['diff']:.1f}" in text
+
+
+def test_the_figure_names_each_variant_once_whatever_the_number_of_settings(tmp_path):
+    from threephase.grid.report import plot
+
+    for setting in ("long-tail", "long-tail-few-pairs", "few-shot"):
+        for seed in range(2):
+            for variant, accuracy in (("ft", 70 + seed), ("no-imb", 72 + 2 * seed), ("cl-ft", 75)):
+                folder = tmp_path / setting / "runs" / f"{variant}{seed}"
+                folder.mkdir(parents=True)
+                (folder / "results.json").write_text(json.dumps(
+                    {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed,
+                     "accuracy": accuracy / 100, "macro_f1": accuracy / 100}))
+    figure = plot(summarize(tmp_path, settings=["long-tail", "long-tail-few-pairs", "few-shot"]))
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert labels == ["CL+FT", "No Imb."]  # not once per column

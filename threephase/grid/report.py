@@ -188,7 +188,13 @@ def plot(df: pd.DataFrame):
                 ax.set_title(setting, fontsize=11)
             ax.grid(axis="y", alpha=0.3)
         axes[row][0].set_ylabel(f"{METRICS[metric]} − FT (points)", fontsize=10)
-    fig.legend(loc="outside right upper", fontsize=10, title="filled: Holm-significant", title_fontsize=9)
+    first = {}  # every column labels its points: one legend entry per variant, in the tables' order
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            first.setdefault(label, handle)
+    labels = [VARIANT_TITLES[v] for v in variants if VARIANT_TITLES[v] in first]
+    fig.legend([first[label] for label in labels], labels, loc="outside right upper", fontsize=10,
+               title="filled: Holm-significant", title_fontsize=9)
     return fig
 
 
