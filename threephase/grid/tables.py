@@ -1,6 +1,6 @@
 """The tables of a reproduction, from its run records: the paper's numbers (Tables 3 and 4), :func:`aggregate` (mean
 ± std over seeds, the paper's number, the difference and the paired difference to FT), :func:`to_markdown`,
-:func:`to_wide` (CSV), :func:`plot_variants` (PNG) and :func:`write_tables`, which writes all three.
+:func:`to_wide` (CSV), :func:`plot_variants` (PNG) and :func:`write_tables`, which writes them and the runs file.
 """
 
 from __future__ import annotations
