@@ -13,6 +13,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HOME", str(REPO / ".cache" / "huggingface"))
 os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".cache" / "matplotlib"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (the `-n` of pyproject's addopts) each worker, and every process its tests start, gets an equal
+# share of the cores: more threads than cores slow every process many times over. Set before torch is imported.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = share
 
 from threephase import preset_config  # noqa: E402
 from threephase.data import DATA_DIR_ENV, load_data  # noqa: E402

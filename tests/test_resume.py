@@ -20,7 +20,7 @@ def command(data_dir, output, *extra):
 
 
 def env():
-    return dict(os.environ, OMP_NUM_THREADS="2", HF_HUB_OFFLINE="1")
+    return dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), HF_HUB_OFFLINE="1")
 
 
 @pytest.fixture(scope="module")
