@@ -149,3 +149,27 @@ def test_the_search_command_takes_its_settings_as_run_does(tmp_path):
     config = config_from_options(args)
     assert (config.preset, config.variant, config.seed) == ("cpu", "ft", 3)
     assert config.ft.learning_rate == 3e-5 and config.ft.patience == 2
+
+
+def test_a_worker_that_opens_the_study_while_another_records_it_sees_the_whole_search(tmp_path):
+    # Jobs of one search start together: the second opened the study after the first had written the space but not
+    # yet the settings, and refused it as "started with other settings".
+    from threephase.grid import search as search_module
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    second = optuna.load_study(study_name="s", storage=storage)
+    space, config = {"ft.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}, preset_config("cpu", variant="ft")
+    write, interleaved = first.set_user_attr, []
+
+    def then_the_other_worker(key, value):
+        write(key, value)
+        if not interleaved:
+            interleaved.append(key)
+            search_module._check_same_search(second, space, config, "macro_f1")
+
+    first.set_user_attr = then_the_other_worker
+    search_module._check_same_search(first, space, config, "macro_f1")
+    assert interleaved
+    with pytest.raises(ThreePhaseError, match="another metric"):  # a different search is still refused
+        search_module._check_same_search(optuna.load_study(study_name="s", storage=storage), space, config, "accuracy")

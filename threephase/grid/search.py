@@ -164,10 +164,11 @@ def _open_study(storage: str, name: str, seed: int, pruner):
 def _check_same_search(study, space: dict[str, Any], config: RunConfig, metric: str) -> None:
     """A resumed study must go on with the space, metric and settings it started with, or TPE mixes two searches."""
     wanted = {"space": json.loads(json.dumps(space)), "metric": metric, "settings": config.to_dict()}
-    saved = study.user_attrs
-    if not saved:
-        for key, value in wanted.items():
-            study.set_user_attr(key, value)
+    saved = study.user_attrs.get("search")
+    if saved is None:
+        # One attribute, written at once: a second worker opening the study meanwhile (jobs that start together)
+        # sees the whole search or none of it, never the space without its settings.
+        study.set_user_attr("search", wanted)
         return
     ignore = ("output_dir", "device", "data_dir")  # where a trial runs, which may differ between machines
     changed = [name for name in ("space", "metric") if saved.get(name) != wanted[name]]
@@ -278,7 +279,7 @@ def write_outputs(study, out: Path, config: RunConfig, space: dict[str, Any]) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", UserWarning)  # "no artists with labels" when no trial has completed
-        axes = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=f"validation {study.user_attrs.get('metric', '')}")
+        axes = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=f"validation {study.user_attrs.get('search', {}).get('metric', '')}")
     axes.set_title(f"{study.study_name}: {len(space)} settings searched")
     buffer = io.BytesIO()
     axes.figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
