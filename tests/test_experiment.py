@@ -53,7 +53,6 @@ def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides(data_dir, m
         "data.train_per_class"] == 32
 
 
-
 def test_long_tail_runs_every_variant_but_setfit_in_the_tables_order():
     """settings.py stands below the tables, so it lists the long-tail variants itself: a new variant must join it."""
     from threephase.config import VARIANTS
@@ -62,6 +61,7 @@ def test_long_tail_runs_every_variant_but_setfit_in_the_tables_order():
     variants = SETTINGS["long-tail"].variants
     assert set(variants) == set(VARIANTS) - {"setfit"}
     assert list(variants) == [v for v in VARIANT_TITLES if v in variants]
+
 
 def test_plan_names_an_unknown_setting_or_size():
     with pytest.raises(ThreePhaseError, match="Unknown setting 'tail'"):

@@ -7,6 +7,7 @@ temporary name, and each is renamed into place once complete, so an interrupted 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import platform
@@ -48,6 +49,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_figure(path: str | os.PathLike, figure, **savefig: Any) -> None:
+    """Save a matplotlib ``figure`` as a PNG at ``path``, atomically (``savefig`` goes to ``figure.savefig``)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", **savefig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_json(path: str | os.PathLike, values: Any) -> None:

@@ -8,7 +8,6 @@ the sentences with numbers that the book's chapter includes, so that its prose n
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ThreePhaseError
-from ..records import atomic_write_bytes, atomic_write_text
+from ..records import atomic_write_text, write_figure
 from ..stats import holm, paired_differences
 from .settings import SETTINGS
 from .tables import VARIANT_TITLES, aggregate, load_records
@@ -297,14 +296,10 @@ def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
     atomic_write_text(out / "phases_help.csv", df.round(3).to_csv(index=False))
     atomic_write_text(out / "phases_help_resize.csv", resize.round(4).to_csv(index=False))
     atomic_write_text(out / "phases_help_findings.md", findings(df, resize))
-    buffer = io.BytesIO()
-    plot(df).savefig(buffer, format="png", dpi=120)
-    atomic_write_bytes(out / "phases_help.png", buffer.getvalue())
+    write_figure(out / "phases_help.png", plot(df), dpi=120)
     tail = long_tail_figure(out, records=records.get("long-tail"))  # read from disk when not among settings
     if tail is not None:
-        buffer = io.BytesIO()
-        tail.savefig(buffer, format="png", dpi=110)
-        atomic_write_bytes(out / "phases_help_long_tail.png", buffer.getvalue())
+        write_figure(out / "phases_help_long_tail.png", tail, dpi=110)
     return df
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from typing import Any
 
 from ..config import RunConfig, apply_overrides, changed_settings, read_json_overrides
 from ..errors import ThreePhaseError
-from ..records import atomic_write_bytes, atomic_write_text, write_json
+from ..records import atomic_write_text, write_figure, write_json
 from .jobs import Checkpointable, ExecutorOptions, add_executor_options, executor_options, run_tasks
 
 logger = logging.getLogger(__name__)
@@ -144,6 +143,18 @@ def default_study_name(config: RunConfig) -> str:
     return f"{data}-{config.variant}"
 
 
+def study_storage(out: str | os.PathLike, storage: str | None = None) -> str:
+    """The study's Optuna RDB URL: ``storage``, or SQLite in ``<out>/study.db`` (the default)."""
+    return storage or f"sqlite:///{(Path(out) / 'study.db').resolve()}"
+
+
+def checked_space(space: dict[str, Any] | str | Path | None, config: RunConfig) -> dict[str, Any]:
+    """The search space (``None``: the variant's default), checked against ``config`` before anything runs."""
+    values, source = load_space(default_space_path(config.variant) if space is None else space)
+    check_space(values, config, source)
+    return values
+
+
 def _open_study(storage: str, name: str, seed: int, pruner):
     import optuna
 
@@ -212,8 +223,7 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
         raise ThreePhaseError(f"Unknown metric {metric!r}: use one of {', '.join(METRICS)}.")
     if n_trials < 1:
         raise ThreePhaseError(f"n_trials must be at least 1, got {n_trials}.")
-    space, source = load_space(default_space_path(config.variant) if space is None else space)
-    check_space(space, config, source)
+    space = checked_space(space, config)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ThreePhaseError(f"--out {str(out)!r} is a file, not a folder: choose a folder for the search.")
@@ -221,8 +231,7 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
     # test split stays in (a missing one would be carved from train again); each trial's run drops it unread.
     data = load_data(config.data) if data is None else prepare_data(data, config.data)
     out.mkdir(parents=True, exist_ok=True)
-    study = _open_study(storage or f"sqlite:///{(out / 'study.db').resolve()}",
-                        study_name or default_study_name(config), config.seed, pruner)
+    study = _open_study(study_storage(out, storage), study_name or default_study_name(config), config.seed, pruner)
     _check_same_search(study, space, config, metric)
 
     def objective(trial) -> float:
@@ -256,7 +265,7 @@ def search(config: RunConfig, space: dict[str, Any] | str | Path | None = None, 
                            optuna.trial.TrialState[s] for s in FINISHED))])
     else:
         logger.info("Study %r already holds %d finished trials: nothing to run.", study.study_name, n_trials)
-    write_outputs(study, out, config, space)
+    write_outputs(study, out, config, space, metric)
     return study
 
 
@@ -266,7 +275,7 @@ def best_config(study, config: RunConfig) -> dict[str, Any]:
             "model_name_or_path": config.model_name_or_path, **study.best_trial.params}
 
 
-def write_outputs(study, out: Path, config: RunConfig, space: dict[str, Any]) -> None:
+def write_outputs(study, out: Path, config: RunConfig, space: dict[str, Any], metric: str) -> None:
     """``trials.csv`` and ``trials.png`` always; ``best_config.json`` once a trial has completed."""
     import matplotlib.pyplot as plt
     import optuna
@@ -279,12 +288,10 @@ def write_outputs(study, out: Path, config: RunConfig, space: dict[str, Any]) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", UserWarning)  # "no artists with labels" when no trial has completed
-        axes = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=f"validation {study.user_attrs.get('search', {}).get('metric', '')}")
+        axes = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=f"validation {metric}")
     axes.set_title(f"{study.study_name}: {len(space)} settings searched")
-    buffer = io.BytesIO()
-    axes.figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    write_figure(out / "trials.png", axes.figure, dpi=120, bbox_inches="tight")
     plt.close(axes.figure)
-    atomic_write_bytes(out / "trials.png", buffer.getvalue())
 
 
 class SearchJob(Checkpointable):
@@ -308,11 +315,10 @@ def run_search_jobs(config, space, n_trials: int, out: str | os.PathLike, *, sto
     if workers < 1:
         raise ThreePhaseError(f"--workers {workers}: run at least one worker.")
     config.validate()  # what search() checks first, here before any job is queued
-    checked, source = load_space(default_space_path(config.variant) if space is None else space)
-    check_space(checked, config, source)
+    checked_space(space, config)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{out / 'study.db'}"
+    storage = study_storage(out, storage)
     if options.kind == "slurm" and storage.startswith("sqlite") and workers > 1:
         print("note: several jobs share a SQLite study file; that needs a file system with working locks (not "
               "every NFS has them). Use --storage postgresql://... (or mysql://...) when in doubt.")
@@ -372,8 +378,7 @@ def search_command(args: argparse.Namespace) -> int:
             print(f"{len(queued)} search worker(s) still queued or running: " + "; ".join(queued) +
                   ". Rerun the same command to see the study; it submits workers again only while trials are missing.")
             return 0
-        storage = args.storage or f"sqlite:///{(Path(args.out) / 'study.db').resolve()}"
-        study = optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=study_storage(args.out, args.storage))
     else:
         if args.workers != 1:
             raise ThreePhaseError("--workers needs --executor slurm (or local); without it the search runs here.")

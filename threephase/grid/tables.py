@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from scipy import stats as scipy_stats
 from ..errors import ThreePhaseError
 from ..notebook import save_runs
 from ..presets import PAPER_MODELS, paper_row
-from ..records import atomic_write_bytes, atomic_write_text
+from ..records import atomic_write_text, write_figure
 from ..stats import paired_differences
 from .cells import short_name
 
@@ -203,9 +202,7 @@ def write_tables(records, table: int, out: str | os.PathLike) -> pd.DataFrame:
     out = Path(out)
     atomic_write_text(out / f"table{table}.md", to_markdown(df))
     atomic_write_text(out / f"table{table}.csv", to_wide(df).to_csv(index=False))
-    buffer = io.BytesIO()
-    plot_variants(df).savefig(buffer, format="png", dpi=120)
-    atomic_write_bytes(out / f"table{table}.png", buffer.getvalue())
+    write_figure(out / f"table{table}.png", plot_variants(df), dpi=120)
     if isinstance(records, (str, os.PathLike)):
         save_runs(records, out / f"table{table}_runs.jsonl")
     return df
