@@ -5,7 +5,8 @@
 ``notebooks/06_reproduce.ipynb`` with papermill (``--notebooks``, keeping each executed notebook; needs a clone).
 It skips runs whose ``results.json`` exists (unless ``--overwrite``), resumes runs that were killed on the way, then
 aggregates the records: accuracy in %, mean ± std over seeds, with the paper's number and the difference beside each
-cell, as Markdown, CSV and a bar chart (PNG). It needs no clone of the repository: an installed wheel runs it.
+cell, as Markdown, CSV and a bar chart (PNG), beside every run's config and record (JSON lines). It needs no clone
+of the repository: an installed wheel runs it.
 
 The pieces are functions, for notebooks and tests: :func:`grid`, :func:`~threephase.grid.cells.run_cell`,
 :func:`~threephase.grid.tables.aggregate`, :func:`~threephase.grid.tables.to_markdown`,
@@ -202,4 +203,4 @@ def reproduce_command(args: argparse.Namespace) -> int:
     if queued is not None:
         return queued
     return report(failed, lambda: write_tables(out, args.table, out), to_markdown,
-                  f"{out}/table{args.table}.md, .csv and .png")
+                  f"{out}/table{args.table}.md, .csv, .png and _runs.jsonl")
