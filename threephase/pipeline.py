@@ -24,7 +24,7 @@ from datasets import DatasetDict
 
 from .baselines import require_extras, train_baseline
 from .classifier import ThreePhaseClassifier
-from .config import RunConfig, changed_settings
+from .config import ImbalanceConfig, RunConfig, changed_settings
 from .data import class_sizes, data_fingerprint, load_data, sizes_before_subset
 from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
@@ -47,6 +47,12 @@ class Variant:
     resize: bool = True
     max_ratio: float | None = None  # replaces imbalance.max_ratio when set
     baseline: bool = False  # none of our phases: a baseline of threephase.baselines named like the variant
+
+    def imbalance(self, configured: ImbalanceConfig) -> ImbalanceConfig | None:
+        """The resize this variant applies before phase 2 (the configured one, with its own max_ratio), or None."""
+        if not self.resize:
+            return None
+        return dataclasses.replace(configured, max_ratio=self.max_ratio or configured.max_ratio)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -120,9 +126,7 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
     texts, labels = data["train"]["text"], data["train"]["label"]
     # Phase 1 (and Joint's DAE part) may also read texts without labels; phases 2 and 3 read labelled ones only.
     dae_texts = list(texts) + (list(data["unlabelled"]["text"]) if "unlabelled" in data else [])
-    imbalance = None
-    if variant.resize:
-        imbalance = dataclasses.replace(config.imbalance, max_ratio=variant.max_ratio or config.imbalance.max_ratio)
+    imbalance = variant.imbalance(config.imbalance)
     if variant.cl or variant.joint:
         check_pairable(data)
     steps = _phase_steps(variant)

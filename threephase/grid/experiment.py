@@ -74,10 +74,9 @@ def pair_count(dataset: str, model: str, variant: str, overrides: dict[str, Any]
 
     config = apply_overrides(preset_config("cpu", dataset, model, variant=variant), overrides)
     sizes = class_sizes(load_data(config.data)["train"])
-    shape = PIPELINE_VARIANTS[variant]
-    if shape.resize:
-        sizes = resized_sizes(sizes, config.imbalance.min_ratio, shape.max_ratio or config.imbalance.max_ratio,
-                              config.imbalance.whole_copies)
+    imbalance = PIPELINE_VARIANTS[variant].imbalance(config.imbalance)  # the resize run() applies
+    if imbalance is not None:
+        sizes = resized_sizes(sizes, imbalance.min_ratio, imbalance.max_ratio, imbalance.whole_copies)
     return num_pairs_for(sum(sizes.values()), len(sizes), config.cl.pair_multiplier)
 
 
