@@ -1,4 +1,5 @@
-"""Examples per second of each phase through threephase, against a bare PyTorch loop doing the same work.
+"""Examples per second of each phase through threephase, against a bare PyTorch loop doing the same work, in fp32
+and in the precision ``auto`` picks on this machine.
 
 Usage::
 
@@ -7,12 +8,18 @@ Usage::
     python benchmarks/bench_phases.py --device cuda    # on a GPU: the paper preset's length and batch for snips2
 
 For phase 1 / DAE, phase 2 / CL, phase 3 / FT (body training, and frozen) and ``predict``, the bare loop runs on the
-same model, batch size, maximum length and texts: it tokenizes each batch, runs the same loss module forward, calls
-backward and makes an AdamW step, with no trainer, no callbacks and no logging. With a frozen body both sides encode
+same model, batch size, maximum length, texts and precision: it tokenizes each batch, runs the same loss module
+forward (under ``torch.autocast`` in bf16 / fp16), calls backward and makes a step of the optimizer the trainer uses
+(``AdamW(fused=True)``: transformers' default ``adamw_torch_fused``; an unfused AdamW step costs about 5x more on this
+model, so a bare loop without it would flatter the library), with no trainer, no callbacks and no logging. With a frozen body both sides encode
 the training and validation texts once and train the head on the vectors. ``ratio`` = our examples per second
 / the bare loop's; the target is at least 0.9 in every phase. Our time includes everything a call of the library
 costs (building the noisy texts or the pairs, the trainer's set-up, phase 3's validation after each epoch).
 Each measurement takes the best of ``--repeats`` runs on a fresh body. The JSON goes to ``--out``.
+
+Precision: every phase runs in fp32 and, when ``auto`` resolves to something else here (bf16 on a CPU with AMX or
+AVX512-BF16, or on a GPU), in that too; ``speedup`` is then auto's examples per second over fp32's. ``bf16_probe``
+times one bare training step in fp32 and in bf16 at two shapes, which is why ``auto`` picks what it picks.
 
 The scaling part (not with ``--quick``) times :func:`threephase.pairs.build_pairs` at 10k, 100k and 1M pairs and
 phase 2 at two training-set sizes.
@@ -34,6 +41,7 @@ from sentence_transformers.sentence_transformer.losses import CosineSimilarityLo
 from threephase import CLConfig, DAEConfig, FTConfig, load_body, load_data, train_cl, train_dae, train_ft
 from threephase.classifier import ClassificationLoss, MLPHead, ThreePhaseClassifier
 from threephase.pairs import build_pairs
+from threephase.precision import autocast, cpu_has_fast_bf16, resolve_precision
 from threephase.phases import TiedDenoisingAutoEncoderLoss, dae_dataset, pair_dataset
 from threephase.presets import paper_hyperparameters
 from threephase.records import library_versions, write_json
@@ -46,22 +54,23 @@ def fresh_body(args):
 
 
 def bare_loop(body, make_loss, columns: list[list[str]], labels: torch.Tensor | None, batch_size: int,
-              epochs: int = 1) -> float:
+              precision: str, epochs: int = 1) -> float:
     """Seconds for the plainest training loop over ``columns``: build the loss module (phase 1's holds the TSDAE
-    decoder), then tokenize, forward, backward and take an AdamW step per batch."""
+    decoder), then tokenize, forward (in ``precision``), backward and take a fused AdamW step per batch."""
     synchronize(body.device)
     start = time.perf_counter()
     loss = make_loss()
     parameters = list({id(p): p for p in loss.parameters() if p.requires_grad}.values())
-    optimizer = torch.optim.AdamW(parameters, lr=1e-5)
+    optimizer = torch.optim.AdamW(parameters, lr=1e-5, fused=True)
     body.train()
     for _ in range(epochs):
         for first in range(0, len(columns[0]), batch_size):
             features = [to_device(body.preprocess(column[first:first + batch_size]), body.device) for column in columns]
             batch_labels = None if labels is None else labels[first:first + batch_size].to(body.device)
-            value = loss(features, batch_labels)
-            if isinstance(value, dict):
-                value = sum(value.values())
+            with autocast(precision, body.device):
+                value = loss(features, batch_labels)
+                if isinstance(value, dict):
+                    value = sum(value.values())
             value.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -88,10 +97,10 @@ def best_of(repeats: int, measure) -> float:
     return min(measure() for _ in range(repeats))
 
 
-def measure_phases(args, data) -> dict:
+def measure_phases(args, data, precision: str) -> dict:
     texts, labels = data["train"]["text"], data["train"]["label"]
     batch = args.batch_size
-    common = {"seed": 0, "device": args.device, "logging_steps": 10}
+    common = {"seed": 0, "device": args.device, "logging_steps": 10, "precision": precision}
     dae = DAEConfig(num_train_epochs=1, per_device_train_batch_size=batch)
     cl = CLConfig(pair_multiplier=args.pair_multiplier, per_device_train_batch_size=batch)
     ft = FTConfig(num_train_epochs=args.ft_epochs, min_epochs=args.ft_epochs, patience=args.ft_epochs,
@@ -101,66 +110,67 @@ def measure_phases(args, data) -> dict:
     noisy = dae_dataset(texts, dae.deletion_ratio, 1, 0)
     results["dae"] = (len(noisy),
                       best_of(args.repeats, lambda: timed(lambda: train_dae(fresh_body(args), texts, dae, **common))),
-                      best_of(args.repeats, lambda: bare_dae(args, noisy)))
+                      best_of(args.repeats, lambda: bare_dae(args, noisy, precision)))
 
     pairs, _ = pair_dataset(texts, labels, None, cl, 0)
     results["cl"] = (len(pairs),
                      best_of(args.repeats, lambda: timed(lambda: train_cl(fresh_body(args), texts, labels, cl,
                                                                           **common))),
-                     best_of(args.repeats, lambda: bare_cl(args, pairs)))
+                     best_of(args.repeats, lambda: bare_cl(args, pairs, precision)))
 
     examples = len(texts) * args.ft_epochs
     results["ft"] = (examples,
                      best_of(args.repeats, lambda: timed(lambda: train_ft(fresh_body(args), data["train"],
                                                                           data["validation"], ft, **common))),
-                     best_of(args.repeats, lambda: bare_ft(args, data, ft)))
+                     best_of(args.repeats, lambda: bare_ft(args, data, ft, precision)))
     frozen = dataclasses.replace(ft, freeze_body=True)
     results["ft_frozen"] = (examples,
                             best_of(args.repeats, lambda: timed(lambda: train_ft(
                                 fresh_body(args), data["train"], data["validation"], frozen, **common))),
-                            best_of(args.repeats, lambda: bare_frozen_ft(args, data, frozen)))
+                            best_of(args.repeats, lambda: bare_frozen_ft(args, data, frozen, precision)))
 
     test_texts = data["test"]["text"]
     body = fresh_body(args)
     head = MLPHead(body.get_embedding_dimension(), len(data["train"].features["label"].names))
-    classifier = ThreePhaseClassifier(body, head, data["train"].features["label"].names)
+    classifier = ThreePhaseClassifier(body, head, data["train"].features["label"].names, precision=precision)
     results["predict"] = (len(test_texts),
                           best_of(args.repeats, lambda: timed(lambda: classifier.predict(test_texts, batch_size=64))),
-                          best_of(args.repeats, lambda: bare_predict(classifier, test_texts, 64)))
+                          best_of(args.repeats, lambda: bare_predict(classifier, test_texts, 64, precision)))
     return {name: {"examples": n, "ours_seconds": round(ours, 3), "bare_seconds": round(bare, 3),
                    "ours_examples_per_s": round(n / ours, 1), "bare_examples_per_s": round(n / bare, 1),
                    "ratio": round(bare / ours, 3)}
             for name, (n, ours, bare) in results.items()}
 
 
-def bare_dae(args, noisy) -> float:
+def bare_dae(args, noisy, precision: str) -> float:
     body = fresh_body(args)
     return bare_loop(body, lambda: TiedDenoisingAutoEncoderLoss(body), [noisy["noisy"], noisy["text"]], None,
-                     args.batch_size)
+                     args.batch_size, precision)
 
 
-def bare_cl(args, pairs) -> float:
+def bare_cl(args, pairs, precision: str) -> float:
     body = fresh_body(args)
     return bare_loop(body, lambda: CosineSimilarityLoss(body), [pairs["sentence1"], pairs["sentence2"]],
-                     torch.tensor(pairs["score"]), args.batch_size)
+                     torch.tensor(pairs["score"]), args.batch_size, precision)
 
 
-def bare_ft(args, data, ft: FTConfig) -> float:
+def bare_ft(args, data, ft: FTConfig, precision: str) -> float:
     body = fresh_body(args)
     torch.manual_seed(0)
     head = MLPHead(body.get_embedding_dimension(), len(data["train"].features["label"].names)).to(body.device)
     return bare_loop(body, lambda: ClassificationLoss(body, head), [data["train"]["text"]],
-                     torch.tensor(data["train"]["label"]), args.batch_size, epochs=ft.num_train_epochs)
+                     torch.tensor(data["train"]["label"]), args.batch_size, precision, epochs=ft.num_train_epochs)
 
 
-def bare_frozen_ft(args, data, ft: FTConfig) -> float:
+def bare_frozen_ft(args, data, ft: FTConfig, precision: str) -> float:
     body = fresh_body(args)
     head = MLPHead(body.get_embedding_dimension(), len(data["train"].features["label"].names)).to(body.device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, fused=True)
     labels = torch.tensor(data["train"]["label"], device=body.device)
     start = time.perf_counter()
-    vectors = body.encode(data["train"]["text"], batch_size=64, convert_to_tensor=True).clone()
-    body.encode(data["validation"]["text"], batch_size=64, convert_to_tensor=True)  # early stopping scores these
+    with autocast(precision, body.device):
+        vectors = body.encode(data["train"]["text"], batch_size=64, convert_to_tensor=True).float()
+        body.encode(data["validation"]["text"], batch_size=64, convert_to_tensor=True)  # early stopping scores these
     for _ in range(ft.num_train_epochs):
         for first in range(0, len(labels), args.batch_size):
             loss = torch.nn.functional.cross_entropy(head(vectors[first:first + args.batch_size]),
@@ -172,7 +182,7 @@ def bare_frozen_ft(args, data, ft: FTConfig) -> float:
     return time.perf_counter() - start
 
 
-def bare_predict(classifier: ThreePhaseClassifier, texts: list[str], batch_size: int) -> float:
+def bare_predict(classifier: ThreePhaseClassifier, texts: list[str], batch_size: int, precision: str) -> float:
     body, head = classifier.body, classifier.head
     body.eval()
     head.eval()
@@ -180,9 +190,38 @@ def bare_predict(classifier: ThreePhaseClassifier, texts: list[str], batch_size:
     with torch.inference_mode():
         for first in range(0, len(texts), batch_size):
             features = to_device(body.preprocess(texts[first:first + batch_size]), body.device)
-            head(body(features)["sentence_embedding"]).argmax(dim=-1).tolist()
+            with autocast(precision, body.device):
+                vectors = body(features)["sentence_embedding"]
+            head(vectors.float()).argmax(dim=-1).tolist()
     synchronize(body.device)
     return time.perf_counter() - start
+
+
+def bf16_probe(args, texts: list[str], steps: int = 3) -> list[dict]:
+    """Seconds per bare training step (forward, backward, fused AdamW) in fp32 and in bf16 autocast, alternated, at
+    batch 16 of the benchmark's texts and of the same texts repeated to about 3x the tokens."""
+    body = fresh_body(args)
+    body.train()
+    optimizer = torch.optim.AdamW(body.parameters(), lr=1e-5, fused=True)
+    rows = []
+    for name, batch in (("16 x short", texts[:16]), ("16 x 3 texts long", [" ".join(texts[i:i + 3]) for i in range(16)])):
+        features = to_device(body.preprocess(batch), body.device)
+        seconds = {"fp32": [], "bf16": []}
+        for _ in range(steps + 1):  # the first round warms up each kernel
+            for precision in ("fp32", "bf16"):
+                synchronize(body.device)
+                start = time.perf_counter()
+                with autocast(precision, body.device):
+                    loss = body(features)["sentence_embedding"].float().pow(2).mean()
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                synchronize(body.device)
+                seconds[precision].append(time.perf_counter() - start)
+        fp32, bf16 = min(seconds["fp32"][1:]), min(seconds["bf16"][1:])
+        rows.append({"shape": name, "tokens": int(features["input_ids"].shape[1]), "fp32_s": round(fp32, 4),
+                     "bf16_s": round(bf16, 4), "bf16_speedup": round(fp32 / bf16, 3)})
+    return rows
 
 
 def measure_scaling(args) -> dict:
@@ -225,26 +264,38 @@ def main() -> None:
                      test_per_class=4 * args.train_per_class)
     fresh_body(args).encode(["warm up the threads"])
     start = time.perf_counter()
-    phases = measure_phases(args, data)
+    auto = resolve_precision("auto", args.device)
+    by_precision = {precision: measure_phases(args, data, precision) for precision in dict.fromkeys(("fp32", auto))}
+    phases = by_precision[auto]
     result = {
-        "benchmark": "examples per second: threephase vs a bare PyTorch loop on the same work",
+        "benchmark": "examples per second: threephase vs a bare PyTorch loop on the same work, fp32 and auto",
         "quick": args.quick, "device": args.device, "dataset": args.dataset, "model": args.model,
         "max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
         "train_examples": len(data["train"]), "validation_examples": len(data["validation"]),
         "test_examples": len(data["test"]), "ft_epochs": args.ft_epochs, "repeats": args.repeats,
-        "phases": phases, "target_ratio": TARGET_RATIO,
-        "meets_target": all(p["ratio"] >= TARGET_RATIO for p in phases.values()),
+        "optimizer": "AdamW(fused=True) on both sides",
+        "auto_precision": auto, "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "phases": phases, "by_precision": by_precision,
+        "speedup_auto_over_fp32": {name: round(p["ours_examples_per_s"] / by_precision["fp32"][name]["ours_examples_per_s"], 3)
+                                   for name, p in phases.items()},
+        "target_ratio": TARGET_RATIO,
+        "meets_target": all(p["ratio"] >= TARGET_RATIO for runs in by_precision.values() for p in runs.values()),
     }
+    if not gpu:
+        result["bf16_probe"] = bf16_probe(args, list(data["train"]["text"]))
     if not args.quick:
         result["scaling"] = measure_scaling(args)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["machine"] = {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                          "gpu": torch.cuda.get_device_name(0) if gpu else None}
     result["versions"] = library_versions()
-    print(f"{'phase':<10} {'examples':>8} {'ours ex/s':>10} {'bare ex/s':>10} {'ratio':>6}")
-    for name, p in phases.items():
-        print(f"{name:<10} {p['examples']:>8} {p['ours_examples_per_s']:>10.1f} {p['bare_examples_per_s']:>10.1f} "
-              f"{p['ratio']:>6.3f}")
+    print(f"{'precision':<9} {'phase':<10} {'examples':>8} {'ours ex/s':>10} {'bare ex/s':>10} {'ratio':>6}")
+    for precision, runs in by_precision.items():
+        for name, p in runs.items():
+            print(f"{precision:<9} {name:<10} {p['examples']:>8} {p['ours_examples_per_s']:>10.1f} "
+                  f"{p['bare_examples_per_s']:>10.1f} {p['ratio']:>6.3f}")
+    for row in result.get("bf16_probe", []):
+        print(f"bf16 probe {row['shape']} ({row['tokens']} tokens): fp32 {row['fp32_s']} s, bf16 {row['bf16_s']} s")
     write_json(Path(args.out), result)
     print(json.dumps({"out": args.out, "meets_target": result["meets_target"], "seconds": result["seconds"]}))
 

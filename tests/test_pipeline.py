@@ -7,6 +7,7 @@ import pytest
 from conftest import tiny_config
 
 from threephase import RunConfig, RunResult, ThreePhaseClassifier, ThreePhaseError, VARIANTS, load_data, preset_config, run
+from threephase.precision import resolve_precision
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,8 @@ def test_run_record_is_complete(quick_run):
     assert saved["seed"] == 0 and "torch" in saved["versions"] and saved["device"]["device"]
     config = json.loads((output / "config.json").read_text())
     assert config["variant"] == "three-phase" and config["preset"] == "cpu"
+    # The setting as asked (auto) and what it meant on this machine.
+    assert config["precision"] == "auto" and saved["precision"] == resolve_precision("auto", "cpu")
     assert not list(output.parent.glob(".*partial"))
     assert (output / "classifier" / "head.safetensors").is_file()
     assert (output / "classifier" / "model.safetensors").is_file()  # the body, at the root

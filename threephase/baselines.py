@@ -33,6 +33,7 @@ from .classifier import MLPHead, ThreePhaseClassifier
 from .config import CLConfig, RunConfig
 from .errors import ThreePhaseError
 from .pairs import num_pairs_for
+from .precision import autocast, resolve_precision
 from .training import training_arguments
 
 logger = logging.getLogger(__name__)
@@ -83,18 +84,29 @@ def regression_on_validation(vectors: np.ndarray, labels: Sequence[int], validat
                   "validation_by_C": {str(-key[2]): float(key[0]) for key, _ in scored}}
 
 
+def encode_texts(body: SentenceTransformer, texts: Sequence[str], precision: str = "auto",
+                 batch_size: int = 64) -> np.ndarray:
+    """The body's fp32 embeddings of ``texts`` as a numpy array, computed in ``precision`` (the regression fits in
+    float64 whatever the body computed in)."""
+    with autocast(resolve_precision(precision, body.device), body.device):
+        vectors = body.encode(list(texts), batch_size=batch_size, convert_to_tensor=True)
+    return vectors.float().cpu().numpy()
+
+
 def train_logreg(body: SentenceTransformer, train_data: Dataset, validation: Dataset, *, seed: int = 42,
-                 batch_size: int = 64, C: float | None = None) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+                 batch_size: int = 64, C: float | None = None,
+                 precision: str = "auto") -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """Fit ``LogisticRegression(class_weight="balanced")`` on the body's embeddings of the training texts, its C
     chosen on validation (:func:`regression_on_validation`) unless ``C`` is given."""
     start = time.perf_counter()
     texts = list(train_data["text"])
-    encoded = body.encode(texts + list(validation["text"]), batch_size=batch_size, convert_to_numpy=True)
+    encoded = encode_texts(body, texts + list(validation["text"]), precision, batch_size)
     vectors, validation_vectors = encoded[:len(texts)], encoded[len(texts):]
     labels = np.asarray(train_data["label"])
     model, selection = regression_on_validation(vectors, labels, validation_vectors, validation["label"], seed=seed,
                                                 class_weight="balanced", C=C)
     classifier, report = regression_classifier(body, model, vectors, labels, train_data.features["label"].names)
+    classifier.precision = precision
     return classifier, {"wall_time_s": time.perf_counter() - start, **report, **selection}
 
 
@@ -122,16 +134,16 @@ def require_extras(variant: str) -> None:
 
 
 def train_baseline(config: RunConfig, body: SentenceTransformer, train_data: Dataset,
-                   validation: Dataset) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+                   validation: Dataset, precision: str = "auto") -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """Train the baseline that ``config.variant`` names (``logreg`` or ``setfit``) on ``body`` and the training
     split, choosing its regression's C on ``validation``; return the classifier and the report that the run record
     keeps under the variant's name."""
     if config.variant == "setfit":
         logger.info("Baseline: SetFit (contrastive pairs, then a logistic regression on the tuned body)")
         return train_setfit(body, train_data, validation, config.cl, seed=config.seed, device=config.device,
-                            logging_steps=config.logging_steps, C=config.logreg.C)
+                            logging_steps=config.logging_steps, C=config.logreg.C, precision=precision)
     logger.info("Baseline: logistic regression on the frozen body's embeddings")
-    return train_logreg(body, train_data, validation, seed=config.seed, C=config.logreg.C)
+    return train_logreg(body, train_data, validation, seed=config.seed, C=config.logreg.C, precision=precision)
 
 
 def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: float) -> int:
@@ -144,7 +156,7 @@ def setfit_iterations(num_examples: int, num_classes: int, pair_multiplier: floa
 
 def train_setfit(body: SentenceTransformer, train_data: Dataset, validation: Dataset, config: CLConfig, *,
                  seed: int = 42, device: str | None = None, logging_steps: int = 10,
-                 C: float | None = None) -> tuple[ThreePhaseClassifier, dict[str, Any]]:
+                 C: float | None = None, precision: str = "auto") -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """SetFit with its defaults, through its own ``Trainer``: one epoch of ``CosineSimilarityLoss`` on pairs of
     training texts (score 1 for the same class, 0 otherwise), then ``LogisticRegression()`` on the tuned body's
     embeddings, the body frozen, its C chosen on ``validation`` as ``logreg``'s (:func:`regression_on_validation`),
@@ -182,7 +194,8 @@ def train_setfit(body: SentenceTransformer, train_data: Dataset, validation: Dat
         with tempfile.TemporaryDirectory(prefix="threephase-setfit-") as tmp:
             # SetFit builds the sentence-transformers trainer's arguments from a few of its own; ours (the device,
             # the user's training_args, DDP settings) are made as for phase 2, and SetFit then sets its own on them.
-            st_args = training_arguments(config, output_dir=tmp, seed=seed, logging_steps=logging_steps, device=device)
+            st_args = training_arguments(config, output_dir=tmp, seed=seed, logging_steps=logging_steps, device=device,
+                                         precision=precision)
             args = TrainingArguments(
                 output_dir=tmp, batch_size=config.per_device_train_batch_size, num_epochs=1,
                 body_learning_rate=config.learning_rate, num_iterations=num_iterations,
@@ -199,10 +212,11 @@ def train_setfit(body: SentenceTransformer, train_data: Dataset, validation: Dat
     state = trainer.st_trainer.state
     history = [{"step": e["step"], "epoch": e["epoch"], "loss": e["embedding_loss"],
                 "learning_rate": e["learning_rate"]} for e in state.log_history if "embedding_loss" in e]
-    encoded = body.encode(texts + list(validation["text"]), batch_size=64, convert_to_numpy=True)
+    encoded = encode_texts(body, texts + list(validation["text"]), precision)
     vectors = encoded[:len(texts)]
     head, selection = regression_on_validation(vectors, labels, encoded[len(texts):], validation["label"], seed=seed)
     classifier, report = regression_classifier(body, head, vectors, labels, label_names)
+    classifier.precision = precision
     return classifier, {
         "wall_time_s": time.perf_counter() - start, **report, **selection, "num_iterations": num_iterations,
         "num_pairs": len(trainer.st_trainer.train_dataset), "steps": state.global_step, "loss_history": history,

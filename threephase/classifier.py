@@ -34,6 +34,7 @@ from sentence_transformers.util import get_device_name
 from torch import nn
 
 from .errors import ThreePhaseError
+from .precision import autocast, check_precision, resolve_precision
 from .model_card import REPO_ID_PLACEHOLDER, model_card
 from .models import hub_offline, open_body
 from .records import atomic_dir, atomic_write_text
@@ -95,7 +96,7 @@ class ThreePhaseClassifier:
     """
 
     def __init__(self, body: SentenceTransformer, head: MLPHead, label_names: Sequence[str],
-                 training: dict[str, Any] | None = None):
+                 training: dict[str, Any] | None = None, precision: str = "auto"):
         if head.settings["num_labels"] != len(label_names):
             raise ThreePhaseError(
                 f"The head has {head.settings['num_labels']} outputs but {len(label_names)} label names were given."
@@ -104,6 +105,10 @@ class ThreePhaseClassifier:
         self.head = head.to(body.device)
         self.label_names = list(label_names)
         self.training = training or {}
+        check_precision(precision)
+        # The format the body encodes in (threephase.precision; auto: bf16 where the device computes it fast). A
+        # runtime choice, not saved: the weights stay fp32, and each machine that loads them picks its own.
+        self.precision = precision
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -123,9 +128,12 @@ class ThreePhaseClassifier:
         return self
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> torch.Tensor:
-        """The body's pooled embeddings of ``texts``."""
-        return self.body.encode(list(texts), batch_size=batch_size, convert_to_tensor=True,
-                                show_progress_bar=show_progress_bar)
+        """The body's pooled embeddings of ``texts`` (fp32; computed in ``precision``). sentence-transformers sorts
+        the texts by length before batching, so each batch pads to similar lengths."""
+        with autocast(resolve_precision(self.precision, self.device), self.device):
+            vectors = self.body.encode(list(texts), batch_size=batch_size, convert_to_tensor=True,
+                                       show_progress_bar=show_progress_bar)
+        return vectors.float()
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         if isinstance(texts, str):
@@ -184,11 +192,13 @@ class ThreePhaseClassifier:
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | os.PathLike, device: str | None = None,
-                        revision: str | None = None, token: str | None = None) -> ThreePhaseClassifier:
+                        revision: str | None = None, token: str | None = None,
+                        precision: str = "auto") -> ThreePhaseClassifier:
         """Load a classifier folder, a run folder (its ``classifier/``), or a Hub repository.
 
         Only safetensors weights are read, and no remote code runs. ``device`` None picks it as sentence-transformers
-        does: CUDA, else Apple's MPS, else the CPU.
+        does: CUDA, else Apple's MPS, else the CPU. ``precision`` is the format predictions compute in
+        (:mod:`threephase.precision`).
         """
         path = _local_folder(path_or_repo_id, revision, token)
         if not (path / SETTINGS_FILE).is_file() and (path / "classifier").is_dir():
@@ -209,7 +219,7 @@ class ThreePhaseClassifier:
         head = MLPHead(**settings["head"])
         head.load_state_dict(load_file(str(path / HEAD_FILE)))
         labels = [settings["id2label"][str(i)] for i in range(len(settings["id2label"]))]
-        return cls(body, head, labels, settings.get("training"))
+        return cls(body, head, labels, settings.get("training"), precision=precision)
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
                     commit_message: str = "Upload ThreePhaseClassifier") -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ThreePhaseError
+from .precision import check_precision
 
 VARIANTS = ("three-phase", "joint", "dae-ft", "cl-ft", "ft", "extra-imb", "no-imb", "logreg", "setfit")
 SECTIONS = ("data", "dae", "imbalance", "cl", "joint", "ft", "logreg")
@@ -155,6 +156,9 @@ class RunConfig:
     pooling: str | None = None
     max_seq_length: int | None = None
     device: str | None = None
+    # auto, fp32, bf16 or fp16 for every phase, Joint, the baselines' encoding and predict (threephase.precision);
+    # auto: bf16 where the GPU or CPU computes it fast, else fp32. Weights stay fp32.
+    precision: str = "auto"
     logging_steps: int = 10
     save_steps: int = 500  # a resumable checkpoint inside a phase every save_steps optimizer steps (0: none)
     data: DataConfig = field(default_factory=DataConfig)
@@ -185,6 +189,7 @@ class RunConfig:
             raise ThreePhaseError(
                 f"Unknown variant {self.variant!r}. Choose one of: {', '.join(VARIANTS)}."
             )
+        check_precision(self.precision)
         if not 0.0 <= self.dae.deletion_ratio < 1.0:
             raise ThreePhaseError(
                 f"dae.deletion_ratio must lie in [0, 1) (the fraction of words deleted), got {self.dae.deletion_ratio}."

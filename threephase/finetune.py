@@ -160,13 +160,13 @@ def first_epoch_warmup(config: FTConfig, num_examples: int, *, processes: int | 
 
 def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset, config: FTConfig, *,
              seed: int = 42, output_dir: str | None = None, logging_steps: int = 10, device: str | None = None,
-             save_steps: int = 0, resume: bool = False) -> tuple[ThreePhaseClassifier, dict]:
+             save_steps: int = 0, resume: bool = False, precision: str = "auto") -> tuple[ThreePhaseClassifier, dict]:
     """Phase 3: fit an MLP head on ``body``; return the classifier at its best validation epoch and a report."""
     label_names = train_data.features["label"].names
     torch.manual_seed(seed)  # the head's initial weights
     head = MLPHead(body.get_embedding_dimension(), len(label_names), config.head_hidden_size, config.activation,
                    config.dropout)
-    classifier = ThreePhaseClassifier(body, head, label_names)
+    classifier = ThreePhaseClassifier(body, head, label_names, precision=precision)
     weights = balanced_class_weights(train_data["label"], len(label_names)) if config.class_weights else None
     if config.freeze_body:
         report = _train_head_on_vectors(classifier, train_data, validation, config, seed, logging_steps, weights)
@@ -175,7 +175,7 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
                                                                config.per_device_eval_batch_size), config)
     args = training_arguments(
         config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device, save_steps=save_steps,
-        num_train_epochs=config.num_train_epochs, adam_epsilon=config.adam_epsilon,
+        num_train_epochs=config.num_train_epochs, adam_epsilon=config.adam_epsilon, precision=precision,
         warmup_steps=first_epoch_warmup(config, len(train_data)),
         learning_rate_mapping={r"^head\.": config.head_learning_rate} if config.head_learning_rate else {},
     )
@@ -200,7 +200,7 @@ def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset
     batch = config.per_device_eval_batch_size
     # One pass over both splits: sentence-transformers sorts the texts by length, so the batches pad less.
     encoded = classifier.encode(list(train_data["text"]) + list(validation["text"]), batch_size=batch)
-    encoded = encoded.float().clone().to(head.layers[0].weight.device)
+    encoded = encoded.clone().to(head.layers[0].weight.device)  # the head trains in fp32 on fp32 vectors
     vectors = {"train": encoded[:len(train_data)], "validation": encoded[len(train_data):]}
     encode_seconds = time.perf_counter() - start
     labels = torch.as_tensor(train_data["label"], device=vectors["train"].device)
@@ -212,8 +212,9 @@ def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset
             return scores_from_logits(head(vectors["validation"]).float().cpu(), validation_labels)
 
     stopper = EarlyStopping(classifier, score, config)
+    # Fused, as the trainer phases' default optimizer (adamw_torch_fused): one kernel per step, not one per tensor.
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.head_learning_rate or config.learning_rate,
-                                  eps=config.adam_epsilon, weight_decay=config.weight_decay)
+                                  eps=config.adam_epsilon, weight_decay=config.weight_decay, fused=True)
     steps_per_epoch = math.ceil(len(labels) / config.per_device_train_batch_size)
     warmup = first_epoch_warmup(config, len(labels), processes=1, accumulation=1)
     warn_if_few_steps("ft", steps_per_epoch * config.num_train_epochs)

@@ -17,6 +17,7 @@ from typing import Any
 from .config import RunConfig, apply_overrides
 from .errors import ThreePhaseError
 from .links import BOOK_URL
+from .precision import resolve_precision
 from .presets import preset_config
 from .records import atomic_dir
 
@@ -235,6 +236,22 @@ def _what(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in WHERE}
 
 
+def _computed(config: Mapping[str, Any], precision: str) -> str:
+    """What a run computed, as a key: its settings less where it ran, with the precision it resolved to."""
+    return json.dumps(_what(config) | {"precision": precision}, sort_keys=True)
+
+
+def recorded_precision(entry: Mapping[str, Any]) -> str:
+    """The precision a saved run computed in: what its record says, else what ``auto`` meant before the setting
+    existed (fp32, unless its phases' ``training_args`` asked the trainer for bf16 or fp16). Runs are matched on it
+    rather than on the setting, since ``auto`` means bf16 on one machine and fp32 on another."""
+    if "precision" in entry["record"]:
+        return entry["record"]["precision"]
+    asked = {key for phase in ("dae", "cl", "ft") for key, on in entry["config"].get(phase, {}).get(
+        "training_args", {}).items() if on and key in ("bf16", "fp16")}
+    return asked.pop() if len(asked) == 1 else "fp32"
+
+
 def save_runs(out: str | os.PathLike, path: str | os.PathLike) -> int:
     """Write the finished runs under ``out`` (``<out>/runs/*/`` holding ``config.json`` and ``results.json``, as
     ``reproduce`` and ``experiment`` leave them) to ``path``, one JSON line ``{"config": ..., "record": ...}`` per
@@ -259,8 +276,9 @@ def saved_runs(path: str | os.PathLike, configs: list[RunConfig]) -> list[dict[s
     ``device``), so that the caller trains that one. Prints how many were found."""
     path = Path(path)
     saved = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    by_settings = {json.dumps(entry["config"], sort_keys=True): entry["record"] for entry in saved}
-    records = [by_settings.get(json.dumps(_what(config.to_dict()), sort_keys=True)) for config in configs]
+    by_settings = {_computed(entry["config"], recorded_precision(entry)): entry["record"] for entry in saved}
+    records = [by_settings.get(_computed(config.to_dict(), resolve_precision(config.precision, config.device)))
+               for config in configs]
     found = sum(record is not None for record in records)
     where = f"in {path.name}" if path.is_file() else f"(no file at {str(path)!r})"
     print(f"{found} of {len(configs)} runs saved {where} with these settings"

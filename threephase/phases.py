@@ -167,11 +167,11 @@ def pair_dataset(
 
 def train_dae(body: SentenceTransformer, texts: Sequence[str], config: DAEConfig, *, seed: int = 42,
               output_dir: str | None = None, logging_steps: int = 10, device: str | None = None,
-              save_steps: int = 0, resume: bool = False) -> dict[str, Any]:
+              save_steps: int = 0, resume: bool = False, precision: str = "auto") -> dict[str, Any]:
     """Phase 1: TSDAE on ``texts`` (labels unused), starting from the body's weights in memory."""
     dataset = dae_dataset(texts, config.deletion_ratio, config.num_train_epochs, seed)
     args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
-                              save_steps=save_steps)
+                              save_steps=save_steps, precision=precision)
     report = train(body, dataset, TiedDenoisingAutoEncoderLoss(body), args, resume=resume, phase="dae")
     return report | {"examples": len(dataset)}
 
@@ -179,11 +179,11 @@ def train_dae(body: SentenceTransformer, texts: Sequence[str], config: DAEConfig
 def train_cl(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], config: CLConfig,
              imbalance: ImbalanceConfig | None = None, *, seed: int = 42, output_dir: str | None = None,
              logging_steps: int = 10, device: str | None = None, save_steps: int = 0,
-             resume: bool = False) -> dict[str, Any]:
+             resume: bool = False, precision: str = "auto") -> dict[str, Any]:
     """Phase 2: one epoch of the Siamese cosine-similarity loss over the pairs of the resized data."""
     dataset, info = pair_dataset(texts, labels, imbalance, config, seed)
     args = training_arguments(config, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
-                              save_steps=save_steps)
+                              save_steps=save_steps, precision=precision)
     return train(body, dataset, CosineSimilarityLoss(body), args, resume=resume, phase="cl") | info
 
 
@@ -212,13 +212,14 @@ def joint_dataset(texts: Sequence[str], labels: Sequence[int], dae: DAEConfig, c
 def train_joint(body: SentenceTransformer, texts: Sequence[str], labels: Sequence[int], dae: DAEConfig,
                 cl: CLConfig, imbalance: ImbalanceConfig | None = None, *, dae_weight: float = 1.0, seed: int = 42,
                 output_dir: str | None = None, logging_steps: int = 10, device: str | None = None,
-                save_steps: int = 0, resume: bool = False, dae_texts: Sequence[str] | None = None) -> dict[str, Any]:
+                save_steps: int = 0, resume: bool = False, dae_texts: Sequence[str] | None = None,
+                precision: str = "auto") -> dict[str, Any]:
     """Joint: every step takes a DAE batch and a pair batch, sums ``dae_weight`` × L_DAE and L_CL, and makes one
     optimizer step.
 
     The CL settings (learning rate, batch size, ``training_args``) drive the shared optimizer."""
     dataset, info = joint_dataset(texts, labels, dae, cl, imbalance, seed, dae_texts)
     args = training_arguments(cl, output_dir=output_dir, seed=seed, logging_steps=logging_steps, device=device,
-                              save_steps=save_steps)
+                              save_steps=save_steps, precision=precision)
     report = train(body, dataset, JointLoss(body, dae_weight), args, resume=resume, phase="joint")
     return report | info | {"dae_weight": dae_weight}

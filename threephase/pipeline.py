@@ -30,8 +30,10 @@ from .errors import ThreePhaseError
 from .finetune import evaluate_split, train_ft
 from .models import auto_max_seq_length, check_max_seq_length, load_body
 from .phases import train_cl, train_dae, train_joint
+from .precision import resolve_precision
 from .records import atomic_dir, classification_metrics, device_info, library_versions, write_json
-from .training import barrier, check_training_args, default_device, init_processes, is_main_process, seed_everything
+from .training import (barrier, check_training_args, default_device, init_processes, is_main_process, seed_everything,
+                       warn_if_cores_busy)
 from .user_data import prepare_data
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
     variant = VARIANTS[config.variant]
     seed_everything(config.seed)
     device = config.device or default_device()
+    precision = resolve_precision(config.precision, device)
     texts, labels = data["train"]["text"], data["train"]["label"]
     # Phase 1 (and Joint's DAE part) may also read texts without labels; phases 2 and 3 read labelled ones only.
     dae_texts = list(texts) + (list(data["unlabelled"]["text"]) if "unlabelled" in data else [])
@@ -146,7 +149,7 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
         folder = folders.get(name)
         return {"seed": config.seed, "logging_steps": config.logging_steps, "device": config.device,
                 "output_dir": str(folder) if folder else None, "save_steps": config.save_steps if folder else 0,
-                "resume": resume}
+                "resume": resume, "precision": precision}
 
     titles = {"joint": "Joint: DAE + CL on one body", "dae": "Phase 1: DAE", "cl": "Phase 2: CL"}
     for name in steps[len(done):]:
@@ -162,7 +165,7 @@ def train_variant(config: RunConfig, data: DatasetDict, workdir: str | Path | No
             _keep_phase(body, phases[name], folders[name])
         barrier()
     if variant.baseline:
-        classifier, phases[config.variant] = train_baseline(config, body, data["train"], data["validation"])
+        classifier, phases[config.variant] = train_baseline(config, body, data["train"], data["validation"], precision)
         return classifier, phases
     logger.info("Phase 3: FT")
     classifier, phases["ft"] = train_ft(body, data["train"], data["validation"], config.ft, **where("ft"))
@@ -297,6 +300,8 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
         check_training_args(getattr(config, phase).training_args, f"{phase}.training_args")
     check_max_seq_length(config.model_name_or_path, config.max_seq_length)
     init_processes(config.device)  # under torchrun, every rank waits for rank 0 from here on
+    if (config.device or default_device()) == "cpu":
+        warn_if_cores_busy()
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
         finished = _check_output(config, output, overwrite, resume)
@@ -342,6 +347,7 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
         "wall_time_s": time.perf_counter() - start,
         "versions": library_versions(),
         "device": device_info(classifier.device),
+        "precision": classifier.precision,  # what auto resolved to on this machine
     })
     headline = {k: metrics[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
     classifier.training = {"config": config.to_dict(), "metrics": headline}

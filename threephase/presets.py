@@ -77,18 +77,14 @@ def paper_hyperparameters(dataset: str | None, model_name_or_path: str) -> dict[
         "paper preset: Table 5 row (%s, %s) for model %r on %r: %s.",
         "roberta-base" if key[0] == "roberta" else "all-MiniLM-L12-v2", key[1], model_name_or_path, dataset, why)
     lr_dae, lr_cl, lr_ft, reps, mult, epochs, batch, max_len, frozen, deletion = _TABLE5[key]
-    import torch  # on use: the command line's --help must not wait for the training stack
-
-    # Mixed precision where the GPU has it: the paper trained on GPUs, and bf16 keeps fp32's range.
-    precision = {"bf16": True} if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else {}
+    # No precision here: the top-level ``precision`` (auto) gives bf16 on a GPU that has it, as on a CPU with AMX.
     return {
         "max_seq_length": max_len,
         "dae": {"learning_rate": lr_dae, "num_train_epochs": reps, "per_device_train_batch_size": batch,
-                "deletion_ratio": deletion, "training_args": precision},
-        "cl": {"learning_rate": lr_cl, "pair_multiplier": mult, "per_device_train_batch_size": batch,
-               "training_args": precision},
+                "deletion_ratio": deletion},
+        "cl": {"learning_rate": lr_cl, "pair_multiplier": mult, "per_device_train_batch_size": batch},
         "ft": {"learning_rate": lr_ft, "num_train_epochs": epochs, "per_device_train_batch_size": batch,
-               "freeze_body": frozen, "training_args": precision},
+               "freeze_body": frozen},
     }
 
 

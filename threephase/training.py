@@ -31,6 +31,7 @@ from transformers import SchedulerType, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from .errors import ThreePhaseError
+from .precision import resolve_precision, trainer_arguments
 from .records import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,32 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def busy_cores(interval: float = 0.2) -> float:
+    """How many of this machine's cores other processes kept busy over ``interval`` seconds (this one sleeps)."""
+    import psutil  # accelerate's dependency
+
+    return psutil.cpu_percent(interval=interval) / 100 * (os.cpu_count() or 1)
+
+
+def warn_if_cores_busy() -> None:
+    """Warn when torch's threads and what already runs on the CPU add up to more than its cores.
+
+    Two training processes that each take every core (torch's default) do not share the CPU evenly: their threads
+    wait on each other, and a quickstart ran 13x slower beside a second one. torchrun's answer for several processes
+    on one machine is OMP_NUM_THREADS=1 each; a run that finds the cores busy says so, and how to split them. An
+    OMP_NUM_THREADS set by the user (or by --jobs, or the tests) is a choice already made: nothing is checked."""
+    if "OMP_NUM_THREADS" in os.environ or not is_main_process():
+        return
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    busy = busy_cores()
+    if busy + threads > cores + 0.5:
+        logger.warning(
+            "About %.1f of this machine's %d cores are busy with other processes, and torch will use %d threads: two "
+            "runs that each take every core can be many times slower than one after the other. Run one at a time, "
+            "or give each its share: OMP_NUM_THREADS=%d python -m threephase ...", busy, cores, threads,
+            max(1, cores // 2))
 
 
 def is_main_process() -> bool:
@@ -170,13 +197,17 @@ def training_arguments(
     device: str | None = None,
     num_train_epochs: float = 1,
     save_steps: int = 0,
+    precision: str = "auto",
     **extra: Any,
 ) -> SentenceTransformerTrainingArguments:
     """TrainingArguments for one phase from its settings (``learning_rate``, ``per_device_train_batch_size``,
     ``warmup_ratio``, ``weight_decay``), then ``extra``, then the phase's own ``training_args`` dict, unchanged.
 
     With ``save_steps`` > 0 the trainer writes a resumable checkpoint under ``output_dir`` every ``save_steps``
-    optimizer steps (the last two are kept); otherwise the phase hands its body on in memory only."""
+    optimizer steps (the last two are kept); otherwise the phase hands its body on in memory only.
+
+    ``precision`` (:mod:`threephase.precision`) sets the trainer's ``bf16`` / ``fp16``; a ``bf16`` or ``fp16`` key
+    in the phase's ``training_args`` still wins."""
     values: dict[str, Any] = dict(
         output_dir=output_dir or tempfile.mkdtemp(prefix="threephase-"),
         learning_rate=settings.learning_rate,
@@ -196,6 +227,7 @@ def training_arguments(
         disable_tqdm=not is_main_process(),
         ddp_find_unused_parameters=True,  # BERT-style poolers and the unused decoder layers get no gradient
     )
+    values.update(trainer_arguments(resolve_precision(precision, "cpu" if values["use_cpu"] else None)))
     values.update(extra)
     user = dict(getattr(settings, "training_args", None) or {})
     check_training_args(user)
