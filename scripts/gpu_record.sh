@@ -7,6 +7,7 @@
 #   RECORD_DIR gets <variant>.config.json and <variant>.metrics.json per run (no weights) and gpu_record.log.
 #   Extra arguments go to every `threephase run` (a tiny --set override tests the script on a CPU).
 # Environment: CARRY (.gpu), PYTHON (python3), BUDGET_S (540: joint runs only if it should end within it),
+#   TOTAL_S (780) and CHECK_S (300): the bf16 accuracy check runs last, only if it should end within TOTAL_S,
 #   RUNS_DIR (/tmp/threephase-gpu-runs: the run folders; a rerun resumes them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,5 +72,15 @@ if (( elapsed + three_phase_s < budget )); then
     run_variant joint "$@"
 else
     echo "gpu_record: joint skipped: ${elapsed} s used, three-phase took ${three_phase_s} s, budget ${budget} s"
+fi
+# Then, if the time allows, the paired bf16 - fp32 accuracy check (benchmarks/precision_check.py) on the GPU: the
+# cpu preset's quickstart on snips2 over CHECK_SEEDS seeds in each precision. No CPU here computes bf16 fast enough.
+elapsed=$(( $(date +%s) - start ))
+if (( elapsed + ${CHECK_S:-300} < ${TOTAL_S:-780} )); then
+    "$python" benchmarks/precision_check.py --device cuda --settings quickstart --seeds "${CHECK_SEEDS:-5}" \
+        --data-dir "$carry/data" --model "$carry/model" --runs-dir "$runs/precision" \
+        --out "$records/precision_check.json" || echo "gpu_record: the precision check failed"
+else
+    echo "gpu_record: precision check skipped: ${elapsed} s used of ${TOTAL_S:-780} s"
 fi
 echo "gpu_record: done in $(( $(date +%s) - start )) s; records in $records"
