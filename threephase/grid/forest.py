@@ -1,6 +1,6 @@
 """The figures of the "When do the phases help?" chapter: the forest plot of its verdicts and the long tail's draws.
 
-Both are sized for the book's text column (about 750 px): at most 7.5 × 150 dpi = 1125 px wide, text at ≥ 9 pt.
+Both are sized for the book's text column (650-750 px): 6.5 in × 150 dpi = 975 px wide, text at ≥ 9 pt.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 import pandas as pd
 
 COLOURS = {"better": "#1b7837", "worse": "#b2182b", "equivalent": "#2166ac", "undecided": "#555555"}
-WIDTH_IN = 7.5  # inches at 150 dpi: 1125 px, shown at about 750 px in the text column (scale 0.67)
+WIDTH_IN = 6.5  # inches at 150 dpi: 975 px, shown at 650-750 px in the text column (scale ≥ 0.67)
 
 
 SHORT = {"long-tail-equal-pairs": "equal pairs"}
@@ -48,7 +48,8 @@ def forest(df: pd.DataFrame, metric: str = "accuracy"):
     for question in questions:
         group = rows[rows["question"] == question]
         ax.text(0.01, y, f"{question}. {group['question_title'].iloc[0]}", fontsize=10, fontweight="bold",
-                va="center", ha="left", transform=blended_transform_factory(fig.transFigure, ax.transData))
+                va="center", ha="left", transform=blended_transform_factory(fig.transFigure, ax.transData),
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
         y += 1
         for _, row in group.iterrows():
             ticks.append(y)

@@ -89,27 +89,26 @@ def _num(value: float, digits: int = 1) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """One table per question: each comparison's accuracy difference with its 95% interval, the mde, the draws ×
-    seeds, the variance components, Holm's p, the TOST p and the verdict."""
+    """One table per question, narrow enough for the book's text column: each comparison's accuracy difference with
+    its 95% interval, the mde, the draws × seeds, Holm's p, the TOST p and the verdict."""
     lines = []
     acc = df[df["metric"] == "accuracy"]
     for key, group in acc.groupby("question", sort=False):
         lines += [f"**{key}. {group['question_title'].iloc[0]}** (one Holm family of {len(group)})", "",
-                  "| comparison | setting, data | accuracy diff [95% CI] | mde | draws × seeds | sd draw / seed "
-                  "| p Holm | p TOST | verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| comparison | accuracy diff [95% CI] | mde | draws × seeds | p Holm / TOST | verdict |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for _, r in group.iterrows():
             where = r["setting"] if r["setting"] == r["baseline_setting"] else f"{r['setting']} vs {r['baseline_setting']}"
-            lines.append(f"| {r['variant']} vs {r['baseline']} | {where}, {r['dataset']} | {_interval(r)} | "
-                         f"{_num(r['mde'])} | {r['draws']} × {r['seeds']} | {_num(r['sd_draw'])} / "
-                         f"{_num(r['sd_seed'])} | {_num(r['p_holm'], 3)} | {_num(r['tost_p'], 3)} | "
-                         f"{r['verdict']} |")
+            lines.append(f"| {r['variant']} vs {r['baseline']} ({where}, {r['dataset']}) | {_interval(r)} | "
+                         f"{_num(r['mde'])} | {r['draws']} × {r['seeds']} | {_num(r['p_holm'], 3)} / "
+                         f"{_num(r['tost_p'], 3)} | {r['verdict'] if r['pairs'] else '–'} |")
         lines.append("")
     lines.append(f"Differences in points of test accuracy, paired on (data draw, seed); the interval, the tests and "
                  f"the mde (the smallest difference detected with {POWER:.0%} power at α = {ALPHA}) are over draws "
-                 f"(seeds averaged within each) where a setting has ≥ 2 draws, over seeds otherwise. sd draw / seed: "
-                 f"the standard deviations of the paired differences between draws and between seeds within a draw "
-                 f"(one-way random-effects ANOVA). Equivalence margin ±{MARGIN:g} points. Macro-F1's answers are in "
-                 f"the CSV.")
+                 f"(seeds averaged within each) where a setting has ≥ 2 draws, over seeds otherwise. Equivalence margin "
+                 f"±{MARGIN:g} points. The CSV adds sd_draw and sd_seed (the standard deviations of the paired "
+                 f"differences between draws and between seeds within a draw, by a one-way random-effects ANOVA) and "
+                 f"the same answers for macro-F1.")
     return "\n".join(lines) + "\n"
 
 
@@ -158,21 +157,20 @@ def design(records: dict[str, list[dict]]) -> str:
     lines += ["", "| setting | draws × seeds (default) | variants |", "| --- | --- | --- |"]
     for name, setting in SETTINGS.items():
         lines.append(f"| {name}: {setting.title} | {setting.draws} × {setting.seeds} | {', '.join(setting.variants)} |")
-    lines += ["", "As run (from the records; the class sizes of the first run):", "",
-              "| setting | dataset | draws × seeds | runs | training examples | class sizes (largest first) | ratio |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "As run (from the records; the class sizes of a setting's first run):", "",
+              "| setting, data | draws × seeds (runs) | training examples: class sizes, largest / smallest |",
+              "| --- | --- | --- |"]
     for name in SETTINGS:
         recs = records.get(name, [])
         for dataset in SETTINGS[name].datasets:
             own = [r for r in recs if r["dataset"] == dataset]
             if not own:
-                lines.append(f"| {name} | {dataset} | – | 0 | not run yet | | |")
+                lines.append(f"| {name}, {dataset} | not run yet | |")
                 continue
             sizes = sorted(own[0]["class_sizes"].values(), reverse=True)
-            draws = len({r.get("data_seed") for r in own})
-            seeds = len({r["seed"] for r in own})
-            lines.append(f"| {name} | {dataset} | {draws} × {seeds} | {len(own)} | {sum(sizes)} | "
-                         f"{'/'.join(map(str, sizes))} | {sizes[0] / sizes[-1]:.2f} |")
+            draws, seeds = len({r.get("data_seed") for r in own}), len({r["seed"] for r in own})
+            lines.append(f"| {name}, {dataset} | {draws} × {seeds} ({len(own)}) | {sum(sizes)}: "
+                         f"{'/'.join(map(str, sizes))}, ratio {sizes[0] / sizes[-1]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -197,11 +195,21 @@ def paper_table(records: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def long_tail_sizes(records: dict[str, list[dict]]) -> pd.DataFrame | None:
-    """The long tail's class sizes per data draw (rows) from the records; None before it has run."""
+def long_tail_sizes(records: dict[str, list[dict]]) -> pd.DataFrame:
+    """The long tail's class sizes per data draw (rows): from the records once it has run, before that from the data
+    (the default draws, as the runs will load them)."""
     recs = {r.get("data_seed"): r["class_sizes"] for r in records.get("long-tail", [])}
-    if not recs:
-        return None
+    if not recs:  # the whole training split loaded once, then the tail of each draw as load_data draws it
+        from ..data import load_data
+        from ..sampling import long_tail
+
+        setting = SETTINGS["long-tail"]
+        data = load_data(dataset=setting.datasets[0], max_validation_samples=16, max_test_samples=16)["train"]
+        frame, names = data.to_pandas(), data.features["label"].names
+        factor, total = setting.overrides["data.imbalance_factor"], setting.overrides["data.max_train_samples"]
+        recs = {draw: {names[i]: int(n) for i, n in
+                       long_tail(frame, factor, draw, total)["label"].value_counts().sort_index().items()}
+                for draw in range(setting.draws)}
     return pd.DataFrame.from_dict(recs, orient="index").sort_index()
 
 
@@ -222,7 +230,5 @@ def write_summary(out: str | os.PathLike) -> pd.DataFrame:
     atomic_write_text(out / "phases_help_summary.md", summary(df, records))
     atomic_write_text(out / "phases_help_paper.md", paper_table(records))
     write_figure(out / "phases_help.png", forest(df), dpi=150)
-    sizes = long_tail_sizes(records)
-    if sizes is not None:
-        write_figure(out / "phases_help_long_tail.png", draws_figure(sizes), dpi=150)
+    write_figure(out / "phases_help_long_tail.png", draws_figure(long_tail_sizes(records)), dpi=150)
     return df
