@@ -160,3 +160,25 @@ def test_smallest_form_end_to_end(tmp_path, data_dir, monkeypatch, capsys):
     assert "held in phases_help_runs.jsonl" in printed.out and " ran " not in printed.out + printed.err
     assert not (out / "few-shot" / "runs").exists()
     assert math.isfinite(pd.read_csv(out / "phases_help.csv").query("metric == 'accuracy'")["diff"].dropna().iloc[0])
+
+
+def test_plain_run_folders_join_the_runs_file(tmp_path):
+    """The lead may run full-sst5 with plain `run --output <out>/full-sst5/runs/<name>` commands: --report takes
+    their metrics.json, without their paths, and the paper's table and Q5 show them."""
+    for variant, gain in (("ft", 0.0), ("three-phase", 3.0)):
+        for seed in range(3):
+            folder = tmp_path / "full-sst5" / "runs" / f"sst5__all-MiniLM-L6-v2__{variant}__draw0__seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps(
+                {"dataset": "sst5", "variant": variant, "seed": seed, "data_seed": 0, "split_sizes": {"train": 8544},
+                 "accuracy": (49 + gain + 0.5 * seed * (variant == "ft")) / 100, "macro_f1": 0.45,
+                 "class_sizes": {"a": 1, "b": 1}}))
+            (folder / "config.json").write_text(json.dumps({"output_dir": str(folder), "seed": seed}))
+    assert main(["experiment", "--report", "--out", str(tmp_path)]) == 0
+    runs = (tmp_path / "phases_help_runs.jsonl").read_text()
+    assert len(runs.splitlines()) == 6 and str(tmp_path) not in runs
+    df = pd.read_csv(tmp_path / "phases_help.csv").query("metric == 'accuracy' and question == 'Q5'")
+    row = df.set_index("variant").loc["three-phase"]
+    assert row["unit"] == "seed" and row["seeds"] == 3 and row["diff"] == pytest.approx(2.5)
+    paper = (tmp_path / "phases_help_paper.md").read_text()
+    assert "| three-phase | 52.00 " in paper and ", 3 seeds | 54.77 |" in paper and "8544" in paper

@@ -29,7 +29,7 @@ from .cells import run_name
 from .jobs import add_executor_options, executor_options, still_running
 from .report import RUNS_FILE, read_runs, to_markdown, write_summary
 from .reproduce import absolute_paths, check_grid, parse_seeds, report, run_grid, split_list
-from .settings import DATASETS, QUESTIONS, SETTINGS
+from .settings import QUESTIONS, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -144,15 +144,18 @@ def _key(setting: str, cell_or_record: dict[str, Any]) -> tuple[str, str]:
 
 def collect_runs(out: str | Path, settings) -> dict[tuple[str, str], dict[str, Any]]:
     """The runs file merged with every finished run folder under ``<out>/<setting>/runs/`` (a folder's record wins:
-    it is the newer), written back atomically; returns the merged entries."""
+    it is the newer), written back atomically; returns the merged entries. A folder that a plain ``run`` command
+    wrote (``metrics.json`` without the grid's ``results.json``) counts too, with its record as ``run`` wrote it."""
     entries = read_runs(out)
     for name in settings:
-        for results in sorted((Path(out) / name).glob("runs/*/results.json")):
-            record = json.loads(results.read_text())
-            record["parameters"] = _what(record.get("parameters", {}))
-            config = json.loads((results.parent / "config.json").read_text())
-            entries[name, results.parent.name] = {"setting": name, "name": results.parent.name,
-                                                  "config": _what(config), "record": record}
+        for folder in sorted(p for p in (Path(out) / name).glob("runs/*") if (p / "metrics.json").is_file()):
+            results = folder / "results.json"
+            record = json.loads((results if results.is_file() else folder / "metrics.json").read_text())
+            if "parameters" in record:
+                record["parameters"] = _what(record["parameters"])
+            config = json.loads((folder / "config.json").read_text())
+            entries[name, folder.name] = {"setting": name, "name": folder.name, "config": _what(config),
+                                          "record": record}
     if entries:
         lines = [json.dumps(e, sort_keys=True) for _, e in sorted(entries.items())]
         atomic_write_text(Path(out) / RUNS_FILE, "\n".join(lines) + "\n")
@@ -166,7 +169,10 @@ def held(cells, setting: str, overrides: dict[str, Any], entries) -> list[dict[s
         entry = entries.get(_key(setting, cell))
         if entry is None:
             continue
-        had = entry["record"].get("parameters", {}).get("overrides", {})
+        if "parameters" not in entry["record"]:  # a plain `run` with the folder's name: its own settings, held
+            found.append(cell)
+            continue
+        had = entry["record"]["parameters"].get("overrides", {})
         if json.loads(json.dumps(had)) != json.loads(json.dumps(overrides)):
             changed = sorted(k for k in set(had) | set(overrides) if had.get(k) != overrides.get(k))
             raise ThreePhaseError(f"{RUNS_FILE} holds {setting}/{entry['name']} made with other settings ({changed}): "
@@ -185,7 +191,8 @@ output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out
            phases_help_findings.md (one sentence per comparison), phases_help.png (forest plot),
            phases_help_design.md, phases_help_long_tail.png, phases_help_paper.md (full-sst5 beside the paper)
 rerun:     the same command skips the runs the runs file or the run folders hold and resumes killed ones;
-           --report rebuilds the files from <out>/phases_help_runs.jsonl without running anything
+           --report rebuilds the files from <out>/phases_help_runs.jsonl without running anything (after adding
+           any <out>/<setting>/runs/<name>/ that a plain `run --output` wrote, named as the experiment names it)
 
 examples:
   python -m threephase experiment --settings long-tail,long-tail-equal-pairs --out reproductions/phases-help
@@ -222,6 +229,7 @@ def add_experiment_parser(commands) -> None:
 def experiment_command(args: argparse.Namespace) -> int:
     settings = split_list(args.settings)
     if args.report:
+        collect_runs(args.out, SETTINGS)  # run folders that plain `run` commands wrote join the runs file
         write_summary(args.out)
         print(f"Wrote the tables in {args.out} from {RUNS_FILE}")
         return 0
@@ -231,7 +239,7 @@ def experiment_command(args: argparse.Namespace) -> int:
     for name in grid.cells:
         for overrides, cells in grid.groups(name):
             check_grid(cells, overrides, args.jobs)
-    entries = {} if args.overwrite else read_runs(args.out)
+    entries = {} if args.overwrite else collect_runs(args.out, list(grid.cells))  # plain `run` folders too
     failed = []
     for name in grid.cells:
         for overrides, cells in grid.groups(name):
