@@ -45,7 +45,9 @@ def short_name(model: str) -> str:
 
 
 def run_name(cell: Mapping[str, Any]) -> str:
-    return f"{cell['dataset']}__{short_name(cell['model'])}__{cell['variant']}__seed{cell['seed']}"
+    """``<dataset>__<model>__<variant>[__draw<d>]__seed<k>``: the experiment's cells name their data draw."""
+    draw = f"__draw{cell['draw']}" if cell.get("draw") is not None else ""
+    return f"{cell['dataset']}__{short_name(cell['model'])}__{cell['variant']}{draw}__seed{cell['seed']}"
 
 
 def failure(failed: list[str]) -> ThreePhaseError:
