@@ -45,7 +45,8 @@ def short_name(model: str) -> str:
 
 
 def run_name(cell: Mapping[str, Any]) -> str:
-    return f"{cell['dataset']}__{short_name(cell['model'])}__{cell['variant']}__seed{cell['seed']}"
+    # Your own data (compare --data-dir) has no dataset name: its runs are named after "data".
+    return f"{cell['dataset'] or 'data'}__{short_name(cell['model'])}__{cell['variant']}__seed{cell['seed']}"
 
 
 def failure(failed: list[str]) -> ThreePhaseError:
