@@ -83,7 +83,7 @@ def no_training(monkeypatch):
 
 @pytest.mark.parametrize("case, message", [
     ("label column", "has no column 'intent'"),
-    ("same draws", "every draw trains on the same examples"),
+    ("same draws", "every draw trains on the same 60 examples .of the training split's 60.*Pass --train-per-class"),
     ("out is a file", "is a file, not a folder"),
     ("margin", "--margin -1"),
     ("set typo", "Unknown setting 'ft.learnin_rate'"),

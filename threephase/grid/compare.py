@@ -85,7 +85,7 @@ def default_variants() -> list[str]:
 
 
 def plan_compare(*, dataset: str | None = None, data_dir: str | None = None, text_column: str | None = None,
-                 label_column: str | None = None, variants=None, draws: int = 1, seeds: int | str = 1,
+                 label_column: str | None = None, variants=None, draws: int = 1, seeds: int | str | list = 1,
                  train_per_class: int | None = None, max_train_samples: int | None = None, preset: str = "cpu",
                  model: str | None = None, settings: dict[str, Any] | None = None) -> ComparePlan:
     """The comparison's plan, checked for what can be checked without reading data."""
@@ -116,7 +116,8 @@ def plan_compare(*, dataset: str | None = None, data_dir: str | None = None, tex
     if "data.seed" in overrides:
         raise ThreePhaseError("compare sets data.seed itself (draw k is data seed k): drop --set data.seed and "
                               "choose --draws.")
-    return ComparePlan(variants, list(range(draws)), parse_seeds(seeds), preset,
+    seeds = sorted(set(seeds)) if isinstance(seeds, (list, tuple, range)) else parse_seeds(seeds)
+    return ComparePlan(variants, list(range(draws)), seeds, preset,
                        model or (CPU_MODEL if preset == "cpu" else PAPER_MODELS["minilm"]), dataset, overrides)
 
 
@@ -124,7 +125,7 @@ def check_compare(plan: ComparePlan, out: str | Path, jobs: int = 1) -> None:
     """Refuse, before anything trains, what ``run`` would refuse for any run of the plan (settings, missing extras,
     data that cannot be read or drawn), and draws that would all train on the same examples."""
     from ..baselines import require_extras
-    from ..data import load_data
+    from ..data import load_data, sizes_before_subset
     from ..models import check_max_seq_length
     from ..training import check_training_args
 
@@ -137,12 +138,16 @@ def check_compare(plan: ComparePlan, out: str | Path, jobs: int = 1) -> None:
         for phase in ("dae", "cl", "ft"):
             check_training_args(getattr(config, phase).training_args, f"{phase}.training_args")
         check_max_seq_length(config.model_name_or_path, config.max_seq_length)
-    trained = [sorted(load_data(plan.config(BASELINE, draw, out).data)["train"]["text"]) for draw in plan.draws]
+    data = [load_data(plan.config(BASELINE, draw, out).data) for draw in plan.draws]
+    trained = [sorted(d["train"]["text"]) for d in data]
     if len(trained) > 1 and all(texts == trained[0] for texts in trained[1:]):
+        whole = sum((sizes_before_subset(data[0]["train"]) or {}).values()) or len(trained[0])
+        again = ("Draw fewer per class, or give the training split more rows, or keep --draws 1 and raise --seeds."
+                 if whole > len(trained[0]) else "Pass --train-per-class or --max-train-samples (below the split's "
+                 f"size, {whole}) to draw a new training subsample per draw, or keep --draws 1 and raise --seeds.")
         raise ThreePhaseError(
-            f"--draws {len(plan.draws)}: every draw trains on the same examples (the whole training split), so the "
-            "draws would repeat one comparison. Pass --train-per-class or --max-train-samples (below the split's "
-            f"size, {len(trained[0])}) to draw a new training subsample per draw, or keep --draws 1 and raise --seeds.")
+            f"--draws {len(plan.draws)}: every draw trains on the same {len(trained[0])} examples (of the training "
+            f"split's {whole}), so the draws would repeat one comparison. {again}")
 
 
 def tune(plan: ComparePlan, trials: int, out: str | Path, executor: ExecutorOptions | None = None) -> list[str]:
@@ -209,7 +214,7 @@ def describe(plan: ComparePlan, records: list[dict[str, Any]], data: str) -> str
 
 
 def compare(data_dir: str | None = None, dataset: str | None = None, *, text_column: str | None = None,
-            label_column: str | None = None, variants=None, draws: int = 1, seeds: int | str = 1,
+            label_column: str | None = None, variants=None, draws: int = 1, seeds: int | str | list = 1,
             train_per_class: int | None = None, max_train_samples: int | None = None, preset: str = "cpu",
             model: str | None = None, settings: dict[str, Any] | None = None, margin: float | None = None,
             search_trials: int = 0, out: str | Path = "compare", device: str | None = None, overwrite: bool = False,
