@@ -110,7 +110,7 @@ def test_a_failed_run_is_its_method_s_line(tmp_path, monkeypatch):
 def fake_run(fail: str | None = None, calls: list | None = None):
     """A stand-in for :func:`threephase.run`: a score per (draw, seed) that every method shares, three-phase about 6
     points above it (±1 per draw), logreg about level (±2), and a ValueError for the method ``fail``."""
-    def run(config, overwrite=False, resume=False):
+    def run(config, overwrite=False, resume=False, **options):  # a search's trials pass data and evaluate_test
         if calls is not None:
             calls.append((config.variant, config.data.seed, config.seed))
         if config.variant == fail:
@@ -120,6 +120,7 @@ def fake_run(fail: str | None = None, calls: list | None = None):
         noise = random.Random(f"{config.data.seed}-{config.seed}").uniform(-0.05, 0.05)
         jitter = random.Random(f"{config.variant}-{config.data.seed}").uniform(-0.01, 0.01)
         score = 0.7 + noise + {"three-phase": 0.06 + jitter, "logreg": 2 * jitter}.get(config.variant, 0.0)
+        score -= abs(config.ft.learning_rate - 3e-4)  # a search on ft.learning_rate has something to find
         return SimpleNamespace(metrics={
             "accuracy": score, "macro_f1": score - 0.01, "variant": config.variant, "seed": config.seed,
             "data_seed": config.data.seed, "dataset": config.data.data_dir, "model": config.model_name_or_path,
@@ -205,3 +206,29 @@ def test_the_issue_s_command_on_a_csv_folder_it_has_never_seen(csv_folder, tmp_p
     printed = capsys.readouterr()
     assert "skipped" in printed.out + printed.err and " ran " not in printed.out + printed.err
     assert (out / "compare.csv").read_text() == table
+
+
+def test_search_tunes_every_method_with_the_same_trials_then_compares_with_the_best(csv_folder, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("threephase.pipeline.run", fake_run(calls=calls))
+    out = tmp_path / "out"
+    options = dict(variants="three-phase,ft,logreg", draws=3, train_per_class=16, out=out, search_trials=2)
+    df = compare(str(csv_folder), **options)
+    searched = [call for call in calls if call[1:] == (0, 0)]
+    assert len(calls) == 3 * 2 + 3 * 3 and len(searched) >= 3 * 2  # 2 trials each on the first draw and seed
+    for variant in ("three-phase", "ft", "logreg"):
+        best = json.loads((out / "search" / variant / "best_config.json").read_text())
+        record = json.loads(next((out / "draw1" / "runs").glob(f"*__{variant}__seed0/results.json")).read_text())
+        tuned = {k: v for k, v in best.items() if k not in ("variant", "preset", "data.dataset", "model_name_or_path")}
+        assert tuned and {k: record["parameters"]["overrides"][k] for k in tuned} == tuned
+    assert "tuned on validation (2 Optuna trials each" in (out / "compare.md").read_text()
+    assert len(df) == 4
+    calls.clear()  # a rerun finds every study complete and every run finished: nothing trains
+    compare(str(csv_folder), **options)
+    assert calls == []
+
+
+def test_executor_options_are_checked_like_experiment_s(csv_folder, tmp_path, capsys):
+    code = main(["compare", "--data-dir", str(csv_folder), "--out", str(tmp_path / "out"), "--executor", "local",
+                 "--jobs", "2"])
+    assert code == 2 and "drop --jobs" in capsys.readouterr().err

@@ -48,8 +48,9 @@ class ComparePlan:
     model: str
     dataset: str | None
     overrides: dict[str, Any]
-    # Each method's searched settings (``--search``), applied after the shared ones.
+    # Each method's searched settings (``--search``), applied after the shared ones, and the trials each had.
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trials: int = 0
 
     def settings(self, variant: str, draw: int) -> dict[str, Any]:
         return {**self.overrides, **self.tuned.get(variant, {}), "data.seed": draw}
@@ -174,7 +175,7 @@ def tune(plan: ComparePlan, trials: int, out: str | Path, executor: ExecutorOpti
         if not any(t.state.name == "COMPLETE" for t in study.trials):
             raise ThreePhaseError(f"No trial of the search of {variant} completed (see {folder}/trials.csv): raise "
                                   "--search, or compare without it.")
-        plan.tuned[variant] = dict(study.best_trial.params)
+        plan.tuned[variant], plan.trials = dict(study.best_trial.params), trials
         logger.info("%s: best settings on validation %s", variant, plan.tuned[variant])
     return queued
 
@@ -209,7 +210,8 @@ def describe(plan: ComparePlan, records: list[dict[str, Any]], data: str) -> str
     split = ", ".join(f"{n} {s}" for s, n in sizes.items())
     return (f"Data: {data} ({classes} classes; per draw {split or 'no finished run'}); {drawn} (draw k = data seed "
             f"k). {draws} draw(s) × {seeds} seed(s) = {draws * seeds} runs per method, preset {plan.preset}, body "
-            f"{plan.model}" + (f", each method with its settings tuned on validation ({', '.join(plan.tuned)})"
+            f"{plan.model}" + (f", each method with its settings tuned on validation ({plan.trials} Optuna trials each, first draw: "
+                               f"{', '.join(plan.tuned)})"
                                if plan.tuned else "") + ".")
 
 
