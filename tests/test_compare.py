@@ -232,3 +232,10 @@ def test_executor_options_are_checked_like_experiment_s(csv_folder, tmp_path, ca
     code = main(["compare", "--data-dir", str(csv_folder), "--out", str(tmp_path / "out"), "--executor", "local",
                  "--jobs", "2"])
     assert code == 2 and "drop --jobs" in capsys.readouterr().err
+
+
+def test_when_ft_fails_every_verdict_says_so(csv_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr("threephase.pipeline.run", fake_run(fail="ft"))
+    df = compare(str(csv_folder), variants="three-phase,ft", draws=2, train_per_class=16, out=tmp_path / "out")
+    assert list(df["verdict"]) == ["failed", "failed"] and df.attrs["failed"]
+    assert "FT, the baseline, finished no run" in (tmp_path / "out" / "compare.md").read_text()

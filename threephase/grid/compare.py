@@ -27,7 +27,7 @@ from ..config import VARIANTS, parse_set_options
 from ..errors import ThreePhaseError
 from ..presets import CPU_MODEL, PAPER_MODELS, PRESETS
 from .cells import cell_config, cell_parameters, failure, run_name
-from .compare_report import BASELINE, compare_table, read_records, write_report
+from .compare_report import BASELINE, FILES, compare_table, read_records, write_report
 from .jobs import ExecutorOptions, add_executor_options, executor_options, still_running
 from .reproduce import absolute_paths, check_grid, parse_seeds, run_grid, split_list
 from .search import default_study_name, run_search_jobs, search
@@ -310,7 +310,7 @@ def compare_command(args: argparse.Namespace) -> int:
         return 0
     for sentence in df.loc[df["metric"] == "accuracy", "sentence"]:
         print(sentence)
-    print(f"Wrote {args.out}/compare.md, compare.csv, compare.png and compare_runs.jsonl")
+    print(f"Wrote {', '.join(str(Path(args.out) / name) for name in FILES if (Path(args.out) / name).is_file())}")
     if df.attrs["failed"]:
         raise failure(df.attrs["failed"])
     return 0
