@@ -1,97 +1,85 @@
-"""The "When do the phases help?" experiment: its grid, its claim that the resize variants tie on balanced classes,
-and its smallest form end to end (what CI runs; the book's files come from the full command)."""
+"""The "When do the phases help?" experiment: its design (draws × seeds, declared questions), its answers from the
+runs file, and its smallest form end to end (what CI runs; the book's files come from the full command)."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
 
-from threephase import ThreePhaseError
+from threephase import ThreePhaseError, load_data
 from threephase.cli import main
 from threephase.config import CLConfig, ImbalanceConfig
+from threephase.data import class_sizes
 from threephase.grid.experiment import plan
-from threephase.grid.report import summarize, to_markdown
-from threephase.grid.settings import SETTINGS
+from threephase.grid.report import answer, findings, to_markdown
+from threephase.grid.settings import LONG_TAIL, MARGIN, QUESTIONS, SETTINGS
 from threephase.phases import pair_dataset
+from threephase.stats import holm
 
 
-def test_plan_runs_each_setting_s_variants_with_ft_and_its_overrides(data_dir, monkeypatch):
+def test_plan_pairs_every_method_on_the_same_draws_and_seeds(data_dir, monkeypatch):
     monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
-    grid = plan(seeds=5)
-    variants = {name: {c["variant"] for c in cells} for name, cells in grid.cells.items()}
-    assert variants["long-tail"] >= {"three-phase", "no-imb", "extra-imb", "ft", "logreg", "joint", "dae-ft", "cl-ft"}
-    assert not variants["few-shot"] & {"no-imb", "extra-imb"}
-    assert variants["unlabelled"] == {"three-phase", "joint", "dae-ft", "ft", "logreg"}
-    assert "setfit" in variants["few-shot"]  # the dev extra installs it
-    assert len(grid.cells["few-shot"]) == 2 * 7 * 5  # datasets × variants × seeds
-    assert {c["dataset"] for c in grid.cells["long-tail"]} == {"snips2"}
-    assert grid.overrides["long-tail"]["data.imbalance_factor"] == 10
-    assert "data.train_per_class" not in grid.overrides["long-tail"]
-    assert grid.overrides["unlabelled"]["data.unlabelled"] == "train"
-    # A setting's own choice beats the size's budget (one pass over many texts, four over a few).
-    assert grid.overrides["unlabelled"]["dae.num_train_epochs"] == 1
-    assert grid.overrides["few-shot"]["dae.num_train_epochs"] == 4
-    # Few-shot selection reads no more labels than training does, for every method.
-    assert grid.overrides["few-shot"]["data.validation_per_class"] == grid.overrides["few-shot"]["data.train_per_class"]
-    # Phase 3 is the cpu preset's for every variant: no setting or size changes it.
-    assert not any(k.startswith("ft.") for o in grid.overrides.values() for k in o)
-    # The resize comparisons at equal steps: every variant of the setting draws the named variant's pair count.
-    many = grid.dataset_overrides["long-tail-many-pairs"]["snips2"]["cl.num_pairs"]
-    few = grid.dataset_overrides["long-tail-few-pairs"]["snips2"]["cl.num_pairs"]
-    assert many > few > 0
-    assert {c["variant"] for c in grid.cells["long-tail-many-pairs"]} == {"three-phase", "extra-imb", "no-imb", "ft"}
-    assert all(o["cl.num_pairs"] == many for o, _ in grid.groups("long-tail-many-pairs"))
-    # The smallest form shrinks each setting's own draw and never adds another kind of draw to it.
-    small = plan(size="smallest", seeds=1, variants=["three-phase"])
-    assert small.overrides["few-shot"]["data.train_per_class"] == 3
-    assert "data.max_train_samples" not in small.overrides["few-shot"]
-    assert "data.train_per_class" not in small.overrides["long-tail"]
-    assert small.overrides["long-tail"]["ft.num_train_epochs"] == 1  # it caps the setting's own budget too
-    assert {c["variant"] for c in small.cells["few-shot"]} == {"three-phase", "ft"}
-    # --set comes last: it overrides the setting's own draw.
-    assert plan(settings=["few-shot"], seeds=1, extra={"data.train_per_class": 32}).overrides["few-shot"][
-        "data.train_per_class"] == 32
+    grid = plan(settings=["long-tail-equal-pairs", "few-shot", "full-sst5"], draws=2, seeds=3)
+    for name, cells in grid.cells.items():
+        by_variant = {}
+        for c in cells:
+            by_variant.setdefault(c["variant"], set()).add((c["dataset"], c["draw"], c["seed"]))
+        assert len({frozenset(v) for v in by_variant.values()}) == 1, name  # the same (draw, seed) for every method
+    few = dict(((d, w), o) for (d, w), o in zip(grid.group_overrides["few-shot"], grid.groups("few-shot")))
+    assert sorted(grid.group_overrides["few-shot"]) == [("snips2", 0), ("snips2", 1), ("sst2", 0), ("sst2", 1)]
+    sst2 = {**grid.overrides["few-shot"], **grid.group_overrides["few-shot"]["sst2", 1]}
+    assert sst2["data.seed"] == 1 and sst2["data.train_per_class"] == sst2["data.validation_per_class"] == 32
+    assert {**grid.overrides["few-shot"], **grid.group_overrides["few-shot"]["snips2", 0]}[
+        "data.train_per_class"] == 8 and few
+    # The draws run outermost, so a setting stopped half-way holds whole draws.
+    assert [cells[0]["draw"] for _, cells in grid.groups("few-shot")] == [0, 0, 1, 1]
+    # full-sst5 has one draw whatever --draws says, the full splits, and no experiment-size budget.
+    assert {c["draw"] for c in grid.cells["full-sst5"]} == {0}
+    full = grid.overrides["full-sst5"]
+    assert full["data.max_train_samples"] is None and "max_seq_length" not in full and "cl.pair_multiplier" not in full
+    # The resize at equal steps: every variant of the draw trains three-phase's pair count; ft is not needed there.
+    counts = {o["cl.num_pairs"] for o in grid.group_overrides["long-tail-equal-pairs"].values()}
+    assert len(counts) == 1 and counts.pop() > 0
+    assert {c["variant"] for c in grid.cells["long-tail-equal-pairs"]} == {"three-phase", "extra-imb", "no-imb"}
+    # Defaults come from each setting; --variants keeps the baselines its comparisons need.
+    small = plan(settings=["few-shot"], size="smallest", variants=["dae-ft"])
+    assert {c["variant"] for c in small.cells["few-shot"]} == {"dae-ft", "ft"}
+    assert len({c["draw"] for c in small.cells["few-shot"]}) == SETTINGS["few-shot"].draws
+    assert small.overrides["few-shot"]["data.train_per_class"] == 3  # the smallest form caps the setting's draw
 
 
-def test_long_tail_runs_every_variant_but_setfit_in_the_tables_order():
-    """settings.py stands below the tables, so it lists the long-tail variants itself: a new variant must join it."""
-    from threephase.config import VARIANTS
-    from threephase.grid.tables import VARIANT_TITLES
-
-    variants = SETTINGS["long-tail"].variants
-    assert set(variants) == set(VARIANTS) - {"setfit"}
-    assert list(variants) == [v for v in VARIANT_TITLES if v in variants]
-
-
-def test_plan_names_an_unknown_setting_or_size():
+def test_plan_names_an_unknown_setting_size_or_draw_count():
     with pytest.raises(ThreePhaseError, match="Unknown setting 'tail'"):
         plan(settings=["tail"])
     with pytest.raises(ThreePhaseError, match="Unknown size 'huge'"):
         plan(size="huge")
+    with pytest.raises(ThreePhaseError, match="--draws 0"):
+        plan(draws=0)
 
 
-def test_pair_count_is_what_phase_2_draws(data_dir, monkeypatch):
-    from threephase.data import load_data
-    from threephase.grid.experiment import pair_count
-    from threephase.grid.settings import LONG_TAIL
-
-    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
-    overrides = {**LONG_TAIL, "data.max_validation_samples": 48, "data.max_test_samples": 300}
-    data = load_data(dataset="snips2", imbalance_factor=10, max_train_samples=80, min_per_class=4,
-                     max_validation_samples=48, max_test_samples=300)
-    texts, labels = data["train"]["text"], data["train"]["label"]
-    cl = CLConfig(pair_multiplier=LONG_TAIL["cl.pair_multiplier"])
-    for variant, imbalance in (("extra-imb", ImbalanceConfig(max_ratio=20.0)), ("no-imb", None),
-                               ("three-phase", ImbalanceConfig())):
-        _, info = pair_dataset(texts, labels, imbalance, cl, seed=0)
-        assert pair_count("snips2", "sentence-transformers/all-MiniLM-L6-v2", variant, overrides) == info["num_pairs"]
-    # cl.num_pairs then gives another resize that count.
-    _, info = pair_dataset(texts, labels, None, CLConfig(num_pairs=500), seed=0)
-    assert info["num_pairs"] == 500
+def test_questions_are_declared_once_and_every_side_runs():
+    seen = [c for q in QUESTIONS.values() for c in q.comparisons]
+    assert len(seen) == len(set(seen))  # no comparison twice, in one family or across them
+    for setting, dataset, variant, base_setting, baseline in seen:
+        assert variant in SETTINGS[setting].variants and dataset in SETTINGS[setting].datasets
+        assert baseline in SETTINGS[base_setting].variants and dataset in SETTINGS[base_setting].datasets
+        assert (setting, variant) != (base_setting, baseline)
 
 
-def test_on_balanced_classes_the_resize_variants_train_the_same_pairs():
-    """Why few-shot and unlabelled leave out extra-imb and no-imb: with equal classes they equal three-phase."""
+def test_the_long_tail_draws_its_rare_classes_and_states_what_runs(data_dir):
+    settings = {k.split(".")[1]: v for k, v in LONG_TAIL.items() if k.startswith("data.")}
+    draws = [class_sizes(load_data(dataset="snips2", data_dir=data_dir, seed=seed, max_validation_samples=16,
+                                   max_test_samples=16, **settings)["train"]) for seed in range(3)]
+    for sizes in draws:
+        assert sorted(sizes.values(), reverse=True) == [30, 20, 14, 9, 6, 4, 3]  # 86 examples, ρ = 10 exactly
+    rarest = [min(sizes, key=sizes.get) for sizes in draws]
+    assert len(set(rarest)) > 1  # a label-id order would make the same class rarest in every draw
+    assert "86 examples" in SETTINGS["long-tail"].title and settings["imbalance_factor"] == 10
+
+
+def test_the_resize_needs_a_long_tail_to_differ():
+    """Why the resize is asked only on the long tail: with equal classes the three resizes draw the same pairs."""
     texts = [f"text {i} of class {i % 4}" for i in range(40)]
     labels = [i % 4 for i in range(40)]
     cl = CLConfig(pair_multiplier=3)
@@ -99,106 +87,76 @@ def test_on_balanced_classes_the_resize_variants_train_the_same_pairs():
     extra_imb, _ = pair_dataset(texts, labels, ImbalanceConfig(max_ratio=20.0), cl, seed=1)
     no_imb, _ = pair_dataset(texts, labels, None, cl, seed=1)
     assert three_phase.to_dict() == extra_imb.to_dict() == no_imb.to_dict()
-    # ...and on a long tail they differ, which is what the long-tail setting measures.
     tail = [0] * 30 + [1] * 6 + [2] * 4
     assert pair_dataset(texts, tail, ImbalanceConfig(), cl, seed=1)[0].to_dict() != \
         pair_dataset(texts, tail, None, cl, seed=1)[0].to_dict()
 
 
-def test_table_marks_only_what_survives_holm_and_counts_the_intervals(tmp_path):
-    from threephase.grid.report import comparisons
+def records(setting_runs):
+    """{setting: [(dataset, variant, draw, seed, accuracy %)]} -> records by setting."""
+    return {s: [{"dataset": d, "variant": v, "data_seed": w, "seed": k, "accuracy": a / 100, "macro_f1": a / 100,
+                 "class_sizes": {"a": 30, "b": 3}} for d, v, w, k, a in runs] for s, runs in setting_runs.items()}
 
-    def record(variant, seed, accuracy):
-        return {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed, "accuracy": accuracy / 100,
-                "macro_f1": accuracy / 100}
 
-    gains = [(80, 84, 79), (82, 86.2, 84), (81, 85, 80), (80, 84.1, 81), (83, 87, 82)]
-    for seed, (ft, gain, noise) in enumerate(gains):
-        for variant, accuracy in (("ft", ft), ("three-phase", gain), ("no-imb", noise)):
-            folder = tmp_path / "long-tail" / "runs" / f"{variant}{seed}"
-            folder.mkdir(parents=True)
-            (folder / "results.json").write_text(json.dumps(record(variant, seed, accuracy)))
-    df = summarize(tmp_path, settings=["long-tail"])
-    assert comparisons(df) == {f"{m}_{k}": v for m in ("accuracy", "macro_f1")
-                               for k, v in (("intervals", 2), ("uncorrected", 1), ("holm", 1))}
+def test_answers_follow_the_declared_families():
+    runs = []
+    for draw in range(6):
+        for seed in range(2):
+            ft = 80 + draw + 0.3 * seed
+            runs += [("snips2", "ft", draw, seed, ft), ("snips2", "three-phase", draw, seed, ft + 5 + 0.1 * seed + 0.2 * (draw % 3)),
+                     ("snips2", "joint", draw, seed, ft + 0.1 * ((draw + seed) % 3 - 1))]
+    df = answer(records({"long-tail": runs}))
+    acc = df[df["metric"] == "accuracy"].set_index(["question", "setting", "dataset", "variant"])
+    assert acc.loc[("Q1", "long-tail", "snips2", "three-phase"), "verdict"] == "better"
+    assert acc.loc[("Q1", "long-tail", "snips2", "joint"), "verdict"] == "equivalent"
+    assert acc.loc[("Q1", "few-shot", "sst2", "cl-ft"), "verdict"] == "undecided"  # not run yet
+    three = acc.loc[("Q1", "long-tail", "snips2", "three-phase")]
+    assert three["draws"] == 6 and three["seeds"] == 2 and three["unit"] == "draw" and three["margin"] == MARGIN
+    # Holm counts the whole declared family (12 in Q1), the comparisons without runs as p = 1.
+    q1 = acc.loc["Q1"]
+    assert len(q1) == len(QUESTIONS["Q1"].comparisons) == 12
+    expected = holm([1.0 if math.isnan(p) else p for p in q1["p_value"]])
+    assert q1["p_holm"].dropna().tolist() == pytest.approx([e for e, p in zip(expected, q1["p_value"]) if p == p])
+    assert q1["p_holm"].dropna().min() > q1["p_value"].dropna().min()  # stricter than alone
+    assert set(df["metric"]) == {"accuracy", "macro_f1"}
+    assert {"verdict", "mde", "draws", "seeds"} <= set(df.columns)
     table = to_markdown(df)
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
-    assert "+4.1" in rows["3-Phase"] and "✱" in rows["3-Phase"]
-    assert "✱" not in rows["No Imb."] and "✱" not in rows["FT"]
-    assert "2 such intervals" in table and "Holm" in table
-    # Holm multiplies the smallest of m p-values by m: a lone p just under 0.05 does not survive two comparisons.
-    assert df.loc[df["variant"] == "three-phase", "accuracy_p_holm"].item() == pytest.approx(
-        2 * df.loc[df["variant"] == "three-phase", "accuracy_p_value"].item())
+    assert "**Q1. Do phases 1-2 help over FT?** (one Holm family of 12)" in table and "not run yet" in table
+    text = findings(df, records({"long-tail": runs}))
+    assert "Not run yet:** long-tail-equal-pairs, few-shot, unlabelled, full-sst5" in text
+    assert "three-phase vs ft: better: +5.2 points" in text
 
 
 def test_smallest_form_end_to_end(tmp_path, data_dir, monkeypatch, capsys):
     monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
     out = tmp_path / "help"
-    # dae-ft and no-imb are the cheapest variants that show each setting's draw reaching phase 1 and phase 2.
-    # few-shot draws as unlabelled does, less the unlabelled texts: two settings cover every path at CI's cost.
-    args = ["experiment", "--size", "smallest", "--settings", "unlabelled,long-tail", "--datasets", "sst2",
-            "--seeds", "2", "--variants", "dae-ft,no-imb,logreg", "--out", str(out), "--device", "cpu"]
+    # dae-ft is the cheapest variant with phase 1; unlabelled's dae-ft is compared with few-shot's (Q4), so two
+    # settings cover the draws, the baselines, the runs file and the cross-setting pairs at CI's cost.
+    args = ["experiment", "--size", "smallest", "--settings", "few-shot,unlabelled", "--datasets", "sst2",
+            "--draws", "2", "--seeds", "1", "--variants", "dae-ft,logreg", "--out", str(out), "--device", "cpu"]
     assert main(args) == 0
-    for suffix in ("md", "csv", "png"):
-        assert (out / f"phases_help.{suffix}").stat().st_size > 0
     df = pd.read_csv(out / "phases_help.csv")
-    assert set(df["setting"]) == {"unlabelled", "long-tail"}
-    assert set(df[df["setting"] == "long-tail"]["variant"]) == {"dae-ft", "no-imb", "ft", "logreg"}
-    assert set(df[df["setting"] == "unlabelled"]["variant"]) == {"dae-ft", "ft", "logreg"}
-    assert (df["n"] == 2).all()
-    assert {f"{m}_{c}" for m in ("accuracy", "macro_f1") for c in ("vs_ft", "ci_low", "ci_high", "p_holm")} <= set(
-        df.columns)
-    # Each setting's runs carry its own draw: the long tail, the unlabelled texts for phase 1.
-    tail = json.loads(next((out / "long-tail" / "runs").glob("*no-imb__seed0/metrics.json")).read_text())
-    assert max(tail["class_sizes"].values()) >= 2 * min(tail["class_sizes"].values())
-    unlabelled = json.loads(next((out / "unlabelled" / "runs").glob("*dae-ft__seed0/metrics.json")).read_text())
-    assert unlabelled["phases"]["dae"]["examples"] == unlabelled["split_sizes"]["train"] + 16  # one pass
-    # A second call skips every finished run and rewrites the same table.
+    assert {"verdict", "mde", "draws", "seeds", "sd_draw", "sd_seed"} <= set(df.columns)
+    ran = df[(df["metric"] == "accuracy") & df["diff"].notna()].set_index(["question", "variant"])
+    assert set(ran.index) == {("Q1", "dae-ft"), ("Q3", "logreg"), ("Q4", "dae-ft")}
+    assert (ran["draws"] == 2).all() and (ran["unit"] == "draw").all()
+    lines = (out / "phases_help_runs.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 3 + 2 and str(tmp_path) not in "".join(lines)  # no machine paths
+    assert {json.loads(line)["record"]["data_seed"] for line in lines} == {0, 1}
+    for name in ("phases_help.md", "phases_help.png", "phases_help_findings.md", "phases_help_design.md"):
+        assert (out / name).stat().st_size > 0
     table = (out / "phases_help.csv").read_text()
+    # Without the run folders the runs file alone rebuilds the tables, and a rerun trains nothing.
+    import shutil
+
+    for setting in ("few-shot", "unlabelled"):
+        shutil.rmtree(out / setting)
+    (out / "phases_help.csv").unlink()
+    assert main(["experiment", "--report", "--out", str(out)]) == 0
+    assert (out / "phases_help.csv").read_text() == table
     capsys.readouterr()
     assert main(args) == 0
     printed = capsys.readouterr()
-    assert "skipped" in printed.out + printed.err and " ran " not in printed.out + printed.err
-    assert (out / "phases_help.csv").read_text() == table
-    assert summarize(out)["n"].sum() == len(df) * 2
-
-
-def test_findings_quote_the_summary_and_the_resize_at_equal_pairs(tmp_path):
-    from threephase.grid.report import findings, resize_at_equal_pairs
-
-    def record(variant, seed, accuracy, pairs):
-        return {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed, "accuracy": accuracy / 100,
-                "macro_f1": (accuracy - 5) / 100,
-                "phases": {"cl": {"num_pairs": pairs}, "ft": {"best_validation_loss": 0.5, "chance_loss": 1.9459}}}
-
-    for seed, (ft, extra, none) in enumerate([(70, 80, 71), (72, 83, 72), (71, 81, 70)]):
-        for variant, accuracy in (("ft", ft), ("extra-imb", extra), ("no-imb", none)):
-            folder = tmp_path / "long-tail-many-pairs" / "runs" / f"{variant}{seed}"
-            folder.mkdir(parents=True)
-            (folder / "results.json").write_text(json.dumps(record(variant, seed, accuracy, 900)))
-    df = summarize(tmp_path, settings=["long-tail-many-pairs"])
-    resize = resize_at_equal_pairs(tmp_path, settings=["long-tail-many-pairs"])
-    text = findings(df, resize)
-    assert "FT scores 71.0% accuracy" in text and "66.0% macro-F1" in text
-    assert "0.50 nats, against 1.95" in text
-    assert "The best by accuracy is Extra Imb., 81.3%" in text
-    assert "trains on 900 pairs" in text
-    extra = resize[(resize["variant"] == "extra-imb") & (resize["metric"] == "accuracy")].iloc[0]
-    assert extra["diff"] == pytest.approx((9 + 11 + 11) / 3)
-    assert f"Extra Imb. − No Imb. = +{extra['diff']:.1f}" in text
-
-
-def test_the_figure_names_each_variant_once_whatever_the_number_of_settings(tmp_path):
-    from threephase.grid.report import plot
-
-    for setting in ("long-tail", "long-tail-few-pairs", "few-shot"):
-        for seed in range(2):
-            for variant, accuracy in (("ft", 70 + seed), ("no-imb", 72 + 2 * seed), ("cl-ft", 75)):
-                folder = tmp_path / setting / "runs" / f"{variant}{seed}"
-                folder.mkdir(parents=True)
-                (folder / "results.json").write_text(json.dumps(
-                    {"dataset": "snips2", "model": "m", "variant": variant, "seed": seed,
-                     "accuracy": accuracy / 100, "macro_f1": accuracy / 100}))
-    figure = plot(summarize(tmp_path, settings=["long-tail", "long-tail-few-pairs", "few-shot"]))
-    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
-    assert labels == ["CL+FT", "No Imb."]  # not once per column
+    assert "held in phases_help_runs.jsonl" in printed.out and " ran " not in printed.out + printed.err
+    assert not (out / "few-shot" / "runs").exists()
+    assert math.isfinite(pd.read_csv(out / "phases_help.csv").query("metric == 'accuracy'")["diff"].dropna().iloc[0])

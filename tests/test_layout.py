@@ -15,7 +15,7 @@ GRID = PACKAGE / "grid"
 FLOORS = {
     "__init__": 0,
     "cells": 0, "settings": 0,
-    "jobs": 1, "tables": 1,
+    "jobs": 1, "tables": 1, "forest": 1,
     "reproduce": 2, "search": 2, "report": 2, "compare_report": 2,
     "experiment": 3, "compare": 3,
 }

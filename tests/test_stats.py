@@ -144,7 +144,7 @@ def test_fewer_than_two_units_are_nan_and_undecided():
     for column in ("ci_low", "p_value", "p_holm", "tost_p", "mde", "sd_draw", "sd_seed"):
         assert math.isnan(row.loc["joint", column])
     assert (row["verdict"] == "undecided").all() and row.loc["setfit", "pairs"] == 0
-    assert verdict_sentence(row.reset_index().iloc[1]).endswith("no paired runs yet.")
+    assert verdict_sentence(row.reset_index().iloc[1]) == "setfit vs ft: not run yet."
 
 
 def test_variance_components_separate_draws_from_seeds():
@@ -153,6 +153,15 @@ def test_variance_components_separate_draws_from_seeds():
                           for d, shift in enumerate(rng.normal(0, 3.0, 40)) for s in range(4)])
     sd_draw, sd_seed = variance_components(frame)
     assert sd_draw == pytest.approx(3.0, rel=0.3) and sd_seed == pytest.approx(0.5, rel=0.2)
+    # The mean squares are statsmodels' one-way ANOVA's (unbalanced: one draw lost a seed).
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    frame = frame.drop(index=[0, 5])
+    between, within = anova_lm(ols("diff ~ C(data_seed)", data=frame).fit())["mean_sq"].iloc[:2]
+    sizes = frame.groupby("data_seed").size()
+    n0 = (len(frame) - (sizes ** 2).sum() / len(frame)) / (len(sizes) - 1)
+    assert variance_components(frame) == pytest.approx((math.sqrt((between - within) / n0), math.sqrt(within)))
 
 
 def test_bad_input_names_the_fix():

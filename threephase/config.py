@@ -31,8 +31,10 @@ class DataConfig:
     ``$THREEPHASE_DATA_DIR`` when set); ``data_dir`` alone may also point at your own CSV folder or file.
     The ``*_per_class`` settings draw the same number of examples of each class (few-shot); the ``max_*_samples``
     settings draw a stratified subset that keeps the class proportions, with at least ``min_per_class`` per class.
-    ``imbalance_factor`` = ρ first reshapes the training split into a long tail (class k of K keeps
-    n·ρ^(−k/(K−1)) examples). ``seed`` drives the
+    ``imbalance_factor`` = ρ reshapes the training split into a long tail whose sizes fall geometrically by ρ from
+    the largest class to the smallest (:func:`~threephase.sampling.long_tail`); which class gets which size is drawn
+    with ``seed``, and ``max_train_samples`` then sizes the tail itself (no proportional draw after it, which would
+    top the small classes up and bend the ratio). ``seed`` drives the
     split and subset draws only, and is the same for every training seed by default, so that a std over training
     seeds measures training variance on one data draw.
     """

@@ -97,10 +97,14 @@ def _finish(frames: dict[str, pd.DataFrame], names: list[str], config: DataConfi
     frames = {split: _clean(frame, split) for split, frame in frames.items()}
     frames = _fill_missing_splits(frames, config.validation_fraction, seed, add_split)
     pool = frames["train"]["text"]  # every training text, before the long tail and the labelled subset
+    limits = _limits(config)
     if config.imbalance_factor is not None:
-        frames["train"] = long_tail(frames["train"], config.imbalance_factor, seed)
+        # max_train_samples sizes the long tail itself: a proportional draw after it would top the small classes
+        # up to min_per_class and change the ratio that the setting states.
+        frames["train"] = long_tail(frames["train"], config.imbalance_factor, seed, total=limits["train"][1])
+        limits["train"] = (limits["train"][0], None)
     before = {split: _sizes(frame, names) for split, frame in frames.items()}
-    for split, (per_class, total) in _limits(config).items():
+    for split, (per_class, total) in limits.items():
         frames[split] = subsample(frames[split], per_class=per_class, total=total, seed=seed,
                                   min_per_class=config.min_per_class)
         _check_two_classes(split, frames[split]["label"], names)

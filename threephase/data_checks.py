@@ -21,7 +21,7 @@ def check_data_settings(config: DataConfig) -> None:
             f"data.imbalance_factor={config.imbalance_factor} and data.train_per_class={config.train_per_class} "
             "cancel each other: the long tail is drawn first, then train_per_class takes the same number of every "
             "class, which makes the classes balanced again. For a long-tailed subset use data.max_train_samples "
-            "(it keeps the proportions) with data.imbalance_factor, or drop one of the two settings."
+            "(it sizes the tail) with data.imbalance_factor, or drop one of the two settings."
         )
 
 

@@ -5,6 +5,7 @@ Both work on a pandas frame with columns ``text`` and ``label`` (label ids), and
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -42,17 +43,29 @@ def subsample(frame: pd.DataFrame, per_class: int | None = None, total: int | No
     return frame.reset_index(drop=True)
 
 
-def long_tail(frame: pd.DataFrame, factor: float, seed: int = 42) -> pd.DataFrame:
-    """Reshape the classes into a long tail: class k of K (in label-id order) keeps n · factor^(−k/(K−1)) rows.
+def tail_sizes(classes: int, factor: float, smallest: int) -> list[int]:
+    """The sizes of a geometric long tail of ``classes`` classes, largest first: the smallest has ``smallest`` rows
+    and class j of K (from the smallest up) ``smallest · factor^(j/(K−1))``, rounded; so the largest / smallest ratio
+    is ``factor`` exactly wherever ``smallest · factor`` is whole."""
+    return [round(smallest * factor ** ((classes - 1 - k) / max(classes - 1, 1))) for k in range(classes)]
 
-    n is the smallest class's size, so every class can give its share: the largest / smallest ratio is about
-    ``factor`` and the sizes fall geometrically, as in the long-tailed benchmarks. Each class keeps at least 2 rows
-    (one positive pair)."""
+
+def long_tail(frame: pd.DataFrame, factor: float, seed: int = 42, total: int | None = None) -> pd.DataFrame:
+    """Reshape the classes into a long tail whose sizes fall geometrically from largest to smallest by ``factor``.
+
+    Which class gets which size is a seeded permutation of the classes (``seed``, the data seed), so that each data
+    draw makes other classes rare: a fixed order would always put the same classes in the tail. The sizes are
+    :func:`tail_sizes`: without ``total`` the largest class has the smallest class's size in ``frame`` (every class
+    can give its share); with ``total`` the smallest has ``max(2, round(total / Σ factor^(j/(K−1))))`` rows, so that
+    the split has about ``total`` rows and the ratio stays ``factor`` (at least 2 rows per class: one positive pair)."""
     labels = sorted(frame["label"].unique())
-    n = int(frame["label"].value_counts().min())
-    keep = []
-    for k, label in enumerate(labels):
-        group = frame[frame["label"] == label]
-        size = max(2, round(n * factor ** (-k / max(len(labels) - 1, 1))))
-        keep.append(group.sample(n=min(size, len(group)), random_state=seed))
+    order = [labels[i] for i in np.random.default_rng(seed).permutation(len(labels))]
+    steps = [factor ** (j / max(len(labels) - 1, 1)) for j in range(len(labels))]
+    if total is None:
+        smallest = max(2, round(int(frame["label"].value_counts().min()) / factor))
+    else:
+        smallest = max(2, round(total / sum(steps)))
+    sizes = tail_sizes(len(labels), factor, smallest)
+    keep = [frame[frame["label"] == label].sample(n=min(size, int((frame["label"] == label).sum())),
+                                                  random_state=seed) for label, size in zip(order, sizes)]
     return pd.concat(keep).reset_index(drop=True)

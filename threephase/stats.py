@@ -23,6 +23,7 @@ run with the same (data_seed, seed) form a pair, and their difference removes wh
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -30,8 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.formula.api import ols
-from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import DescrStatsW
@@ -81,8 +80,16 @@ def holm(p_values: Iterable[float]) -> list[float]:
     p_values = np.asarray([float(p) for p in p_values])
     adjusted = np.full(len(p_values), math.nan)
     known = ~np.isnan(p_values)
-    if known.any():
-        adjusted[known] = multipletests(p_values[known], method="holm")[1]
+    if known.sum() == 1:  # a family of one is its own p
+        adjusted[known] = p_values[known]
+    elif known.any():
+        # statsmodels' Holm branch calls gc.collect(), which takes a second or more in a process that holds torch
+        # and pandas; frozen objects are skipped by it, and the result is the same.
+        gc.freeze()
+        try:
+            adjusted[known] = multipletests(p_values[known], method="holm")[1]
+        finally:
+            gc.unfreeze()
     return adjusted.tolist()
 
 
@@ -109,18 +116,20 @@ def draws_needed(sd: float, difference: float, alpha: float = 0.05, power: float
 
 def variance_components(pairs: pd.DataFrame) -> tuple[float, float]:
     """(sd_draw, sd_seed) of the paired differences ``pairs["diff"]`` grouped by ``pairs["data_seed"]``, by the
-    one-way random-effects ANOVA (method of moments, mean squares from statsmodels' ``anova_lm``): sd_seed² = the
-    within-draw mean square, sd_draw² = max(0, (between-draw mean square − within) / n₀), n₀ the group size of an
-    unbalanced design. NaN where not estimable (sd_draw needs ≥ 2 draws, sd_seed a draw with ≥ 2 seeds)."""
-    sizes = pairs.groupby("data_seed").size()
+    one-way random-effects ANOVA (method of moments, the textbook estimator that statsmodels' ``anova_lm`` would give
+    the mean squares for, computed here from the group means: a formula model per comparison costs a second): sd_seed²
+    = the within-draw mean square, sd_draw² = max(0, (between-draw mean square − within) / n₀), n₀ the group size of
+    an unbalanced design. NaN where not estimable (sd_draw needs ≥ 2 draws, sd_seed a draw with ≥ 2 seeds)."""
+    groups = pairs.astype({"diff": float}).groupby("data_seed")["diff"]
+    sizes, means = groups.size(), groups.mean()
     k, n = len(sizes), int(sizes.sum())
     if n - k < 1:
         return math.nan, math.nan
+    within = float(groups.var(ddof=0).mul(sizes).sum()) / (n - k)
     if k == 1:
-        return math.nan, float(pairs["diff"].std(ddof=1))
-    table = anova_lm(ols("diff ~ C(data_seed)", data=pairs.astype({"diff": float})).fit())
-    between, within = table["mean_sq"].iloc[0], table["mean_sq"].iloc[1]
-    n0 = (n - (sizes ** 2).sum() / n) / (k - 1)
+        return math.nan, math.sqrt(within)
+    between = float((sizes * (means - pairs["diff"].astype(float).mean()) ** 2).sum()) / (k - 1)
+    n0 = (n - float((sizes ** 2).sum()) / n) / (k - 1)
     return math.sqrt(max(0.0, (between - within) / n0)), math.sqrt(within)
 
 
@@ -193,9 +202,9 @@ def verdict_sentence(row: Mapping[str, Any], target: float = 2.0, power: float =
     what the design can detect, and (when the mde exceeds ``target`` points) about how many units would detect it."""
     unit = "draws" if row["unit"] == "draw" else "seeds of one draw"
     n = row["draws"] if row["unit"] == "draw" else row["seeds"]
+    if not row["pairs"]:
+        return f"{row['variant']} vs {row['baseline']}: not run yet."
     head = f"{row['variant']} vs {row['baseline']}: {row['verdict']}: "
-    if not math.isfinite(row["diff"]):
-        return head + "no paired runs yet."
     if not math.isfinite(row["ci_low"]):
         return head + f"{_signed(row['diff'])} points from {n} {unit}, too few for an interval."
     text = (head + f"{_signed(row['diff'])} points [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}] over {n} "

@@ -149,10 +149,11 @@ def resize_multiples(class_sizes: Mapping[str, int], min_ratio: float = 1.5,
 
 
 def long_tail_sizes(frame: pd.DataFrame, factor: float, label_names: Sequence[str], seed: int = 0) -> dict[str, int]:
-    """The class sizes that :func:`~threephase.sampling.long_tail` leaves with ``factor``, by class name."""
+    """The class sizes that :func:`~threephase.sampling.long_tail` leaves with ``factor``, by class name, largest
+    first (which class gets which size is the data seed's draw)."""
     from .sampling import long_tail
 
-    counts = long_tail(frame, factor, seed)["label"].value_counts().sort_index()
+    counts = long_tail(frame, factor, seed)["label"].value_counts()
     return {label_names[i]: int(n) for i, n in counts.items()}
 
 

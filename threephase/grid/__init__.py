@@ -5,9 +5,11 @@ Its modules stand on floors, and each imports only from floors below it (and fro
 from :mod:`threephase.cli`, which stands on top); ``tests/test_layout.py`` checks it:
 
 0. :mod:`~threephase.grid.cells` (one cell: run, skip or refuse it; the ``--jobs`` worker pool and its worker,
-   ``python -m threephase.grid.cells``), :mod:`~threephase.grid.settings` (the experiment's settings)
+   ``python -m threephase.grid.cells``), :mod:`~threephase.grid.settings` (the experiment's settings and
+   questions)
 1. :mod:`~threephase.grid.jobs` (cells as submitit jobs: ``--executor local|slurm``),
-   :mod:`~threephase.grid.tables` (the paper's numbers and the tables of run records)
+   :mod:`~threephase.grid.tables` (the paper's numbers and the tables of run records),
+   :mod:`~threephase.grid.forest` (the experiment's figures)
 2. :mod:`~threephase.grid.reproduce` (the paper's grids and the ``reproduce`` command),
    :mod:`~threephase.grid.search` (tuning on validation and the ``search`` command),
    :mod:`~threephase.grid.report` (the experiment's tables, figures and findings),

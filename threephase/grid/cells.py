@@ -45,8 +45,10 @@ def short_name(model: str) -> str:
 
 
 def run_name(cell: Mapping[str, Any]) -> str:
-    # Your own data (compare --data-dir) has no dataset name: its runs are named after "data".
-    return f"{cell['dataset'] or 'data'}__{short_name(cell['model'])}__{cell['variant']}__seed{cell['seed']}"
+    """``<dataset>__<model>__<variant>[__draw<d>]__seed<k>``: the experiment's cells name their data draw; your own
+    data (``compare --data-dir``) has no dataset name, and its runs are named after ``data``."""
+    draw = f"__draw{cell['draw']}" if cell.get("draw") is not None else ""
+    return f"{cell['dataset'] or 'data'}__{short_name(cell['model'])}__{cell['variant']}{draw}__seed{cell['seed']}"
 
 
 def failure(failed: list[str]) -> ThreePhaseError:

@@ -1,13 +1,17 @@
-"""The tables, figure and findings of the "When do the phases help?" experiment, from its run records.
+"""The answers of the "When do the phases help?" experiment, from its runs file alone.
 
-:func:`summarize` reads ``<out>/<setting>/runs/*/results.json`` into one row per (setting, dataset, variant):
-accuracy and macro-F1 with their paired differences to FT, 95% intervals, paired t-tests and Holm's correction.
-:func:`write_summary` writes ``phases_help.md`` (the tables), ``.csv``, ``.png`` and ``phases_help_findings.md``:
-the sentences with numbers that the book's chapter includes, so that its prose never retypes a number.
+:func:`answer` turns the run records into one row per declared comparison (:data:`~threephase.grid.settings.QUESTIONS`)
+and metric, with :func:`threephase.stats.verdicts`'s columns: the paired difference in points, its interval over
+data draws, Holm's p within the question's family, the TOST at ±:data:`~threephase.grid.settings.MARGIN`, the mde and
+the verdict. :func:`write_summary` writes the files the book includes: ``phases_help.md`` / ``.csv`` (the answers),
+``phases_help_findings.md`` (a sentence per comparison), ``phases_help_summary.md`` (the verdicts counted), ``phases_help.png`` (the forest plot),
+``phases_help_design.md`` (each setting's draws, seeds and real training sizes), ``phases_help_long_tail.png`` and
+``phases_help_paper.md`` (full sst5 beside the paper's Table 3).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -16,290 +20,215 @@ import pandas as pd
 
 from ..errors import ThreePhaseError
 from ..records import atomic_write_text, write_figure
-from ..stats import holm, paired_differences
-from .settings import SETTINGS
-from .tables import VARIANT_TITLES, aggregate, load_records
+from ..stats import VERDICT_COLUMNS, holm, mean_interval, verdict, verdict_sentence, verdicts
+from .forest import draws_figure, forest
+from .settings import ALPHA, MARGIN, POWER, QUESTIONS, SETTINGS, TARGET_MDE
+from .tables import PAPER_TABLE3, TABLE3_VARIANTS
 
+RUNS_FILE = "phases_help_runs.jsonl"
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-ALPHA = 0.05
+COLUMNS = ["question", "question_title", "setting", "dataset", "baseline_setting"] + VERDICT_COLUMNS
 
 
-def read_records(out: str | os.PathLike, settings=None) -> dict[str, list[dict]]:
-    """Each setting's run records (``<out>/<setting>/runs/*/results.json``), read once for every table and figure."""
-    return {name: load_records(Path(out) / name) for name in settings or SETTINGS}
+def read_runs(out: str | os.PathLike) -> dict[tuple[str, str], dict]:
+    """The runs file of ``<out>``, keyed by (setting, run name); {} when there is none yet."""
+    path = Path(out) / RUNS_FILE
+    if not path.is_file():
+        return {}
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(e["setting"], e["name"]): e for e in entries}
 
 
-def summarize(out: str | os.PathLike, settings=None, records: dict[str, list[dict]] | None = None) -> pd.DataFrame:
-    """One row per (setting, dataset, variant): for accuracy and macro-F1 (%), the mean and std over seeds and the
-    paired difference to ``ft`` with its 95% interval and paired t-test p-value, from the run records under
-    ``<out>/<setting>/``. ``*_p_holm`` is the p-value after Holm's correction over every comparison to FT in the
-    frame for that metric (the family the chapter reports); ``*_significant`` is ``*_p_holm`` < 0.05.
-    ``records`` (from :func:`read_records`) saves reading the folder again."""
-    records = read_records(out, settings) if records is None else records
-    frames = []
-    for name, runs in records.items():
-        parts = []
-        for metric in METRICS:
-            df = aggregate(runs, table=4, metric=metric)
-            if df.empty:
-                break
-            df = df.drop(columns=["paper", "diff", "paper_setting"])
-            keys = ["dataset", "model", "variant", "seeds", "n"]
-            parts.append(df.rename(columns={c: f"{metric}_{c}" for c in df.columns if c not in keys}))
-        if parts:
-            frames.append(parts[0].merge(parts[1], on=["dataset", "model", "variant", "seeds", "n"])
-                          .assign(setting=name))
-    if not frames:
-        raise ThreePhaseError(f"No finished runs under {str(out)!r}: run the experiment first.")
-    df = pd.concat(frames, ignore_index=True)
-    for metric in METRICS:
-        df[f"{metric}_p_holm"] = holm(df[f"{metric}_p_value"])
-        df[f"{metric}_significant"] = df[f"{metric}_p_holm"] < ALPHA
-    df = df.merge(training_facts(records), how="left", on=["setting", "dataset", "variant"])
-    return df[["setting"] + [c for c in df.columns if c != "setting"]]
+def records_by_setting(entries: dict[tuple[str, str], dict]) -> dict[str, list[dict]]:
+    """Each setting's run records (``results.json`` dicts)."""
+    found: dict[str, list[dict]] = {}
+    for (setting, _), entry in sorted(entries.items()):
+        found.setdefault(setting, []).append(entry["record"])
+    return found
 
 
-def training_facts(records: dict[str, list[dict]]) -> pd.DataFrame:
-    """Per (setting, dataset, variant), means over seeds of what the records (from :func:`read_records`) say about
-    training: phase 2's pair count, and phase 3's kept validation loss beside chance (ln K), in nats."""
+def _side(records: dict[str, list[dict]], setting: str, dataset: str, variant: str, as_name: str) -> list[dict]:
+    return [{**r, "variant": as_name} for r in records.get(setting, [])
+            if r["dataset"] == dataset and r["variant"] == variant]
+
+
+def answer(records: dict[str, list[dict]], metrics=tuple(METRICS)) -> pd.DataFrame:
+    """One row per (question, comparison, metric), in :data:`COLUMNS`. Holm runs over each question's declared
+    family, per metric; a comparison without runs yet counts in the family with p = 1, so that the correction is as
+    strict before every setting has run as after."""
     rows = []
-    for name, runs in records.items():
-        for r in runs:
-            phases = r.get("phases", {})
-            ft, cl = phases.get("ft", {}), phases.get("cl") or phases.get("joint") or {}
-            rows.append({"setting": name, "dataset": r["dataset"], "variant": r["variant"],
-                         "pairs": cl.get("num_pairs", math.nan),
-                         "validation_loss": ft.get("best_validation_loss", math.nan),
-                         "chance_loss": ft.get("chance_loss", math.nan)})
-    columns = ["setting", "dataset", "variant", "pairs", "validation_loss", "chance_loss"]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    return pd.DataFrame(rows).groupby(columns[:3], sort=False).mean().reset_index()
+    for key, question in QUESTIONS.items():
+        for metric in metrics:
+            family = []
+            for setting, dataset, variant, base_setting, baseline in question.comparisons:
+                recs = _side(records, setting, dataset, variant, "variant") + \
+                    _side(records, base_setting, dataset, baseline, "baseline")
+                row = verdicts(recs, [("variant", "baseline")], metric=metric, margin=MARGIN, alpha=ALPHA,
+                               power=POWER).iloc[0].to_dict()
+                family.append({**row, "question": key, "question_title": question.title, "setting": setting,
+                               "dataset": dataset, "baseline_setting": base_setting, "variant": variant,
+                               "baseline": baseline})
+            adjusted = holm([1.0 if math.isnan(r["p_value"]) else r["p_value"] for r in family])
+            for r, p in zip(family, adjusted):
+                r["p_holm"] = math.nan if math.isnan(r["p_value"]) else p
+                r["verdict"] = verdict(r, ALPHA)
+            rows += family
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def resize_at_equal_pairs(out: str | os.PathLike, settings=None,
-                          records: dict[str, list[dict]] | None = None) -> pd.DataFrame:
-    """In the settings where every resize trains the same number of pairs, each resize variant's paired
-    difference to ``no-imb`` (no resize), accuracy and macro-F1, Holm-corrected within this family."""
-    records = read_records(out, settings) if records is None else records
-    frames = []
-    for name, runs in records.items():
-        setting = SETTINGS.get(name)
-        if setting is None or not setting.equal_pairs:
-            continue
-        resized = [r for r in runs if r["variant"] != "ft"]
-        for metric in METRICS:
-            diffs = paired_differences(resized, baseline="no-imb", metric=metric)
-            frames.append(diffs.assign(setting=name, metric=metric))
-    if not frames:
-        return pd.DataFrame()
-    df = pd.concat(frames, ignore_index=True)
-    df["p_holm"] = float("nan")
-    for metric in METRICS:
-        rows = df["metric"] == metric
-        df.loc[rows, "p_holm"] = holm(df.loc[rows, "p_value"])
-    df["significant"] = df["p_holm"] < ALPHA
-    return df
+def _interval(row) -> str:
+    if not math.isfinite(row["diff"]):
+        return "not run yet"
+    if not math.isfinite(row["ci_low"]):
+        return f"{row['diff']:+.1f}"
+    return f"{row['diff']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]"
 
 
-def comparisons(df: pd.DataFrame) -> dict[str, int]:
-    """How many intervals to FT the table reports per metric, and how many of them excludes 0 before correction."""
-    counts = {}
-    for metric in METRICS:
-        tested = df[f"{metric}_p_value"].notna()
-        counts[f"{metric}_intervals"] = int(tested.sum())
-        counts[f"{metric}_uncorrected"] = int((~df.loc[tested, f"{metric}_covers_zero"].astype(bool)).sum())
-        counts[f"{metric}_holm"] = int(df.loc[tested, f"{metric}_significant"].sum())
-    return counts
-
-
-def _score(row, metric: str) -> str:
-    std = row[f"{metric}_std"]
-    return f"{row[f'{metric}_mean']:.1f} ± {'–' if pd.isna(std) else f'{std:.1f}'}"
-
-
-def _difference(row, metric: str) -> str:
-    if row["variant"] == "ft" or pd.isna(row[f"{metric}_vs_ft"]):
-        return ""
-    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-    interval = "" if pd.isna(low) else f" [{low:+.1f}, {high:+.1f}]"
-    mark = " ✱" if row[f"{metric}_significant"] else ""
-    return f"{row[f'{metric}_vs_ft']:+.1f}{interval}{mark}"
+def _num(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "–"
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """One table per (setting, dataset), a row per variant: accuracy and macro-F1 (%) with their paired
-    differences to FT and 95% intervals; ✱ where the difference survives Holm's correction."""
+    """One table per question, narrow enough for the book's text column: each comparison's accuracy difference with
+    its 95% interval, the mde, the draws × seeds, Holm's p, the TOST p and the verdict."""
     lines = []
-    for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
-        setting = SETTINGS.get(name)
-        lines += [f"**{name}**, {dataset}: {setting.title if setting else ''}. "
-                  f"{setting.question if setting else ''}", "",
-                  "| variant | accuracy | vs FT [95% CI] | macro-F1 | vs FT [95% CI] |",
-                  "| --- | --- | --- | --- | --- |"]
-        order = {v: i for i, v in enumerate(VARIANT_TITLES)}
-        for _, row in group.sort_values("variant", key=lambda v: v.map(order)).iterrows():
-            lines.append(f"| {VARIANT_TITLES.get(row['variant'], row['variant'])} | {_score(row, 'accuracy')} | "
-                         f"{_difference(row, 'accuracy')} | {_score(row, 'macro_f1')} | "
-                         f"{_difference(row, 'macro_f1')} |")
+    acc = df[df["metric"] == "accuracy"]
+    for key, group in acc.groupby("question", sort=False):
+        lines += [f"**{key}. {group['question_title'].iloc[0]}** (one Holm family of {len(group)})", "",
+                  "| comparison | accuracy diff [95% CI] | mde | draws × seeds | p Holm / TOST | verdict |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for _, r in group.iterrows():
+            where = r["setting"] if r["setting"] == r["baseline_setting"] else f"{r['setting']} vs {r['baseline_setting']}"
+            lines.append(f"| {r['variant']} vs {r['baseline']} ({where}, {r['dataset']}) | {_interval(r)} | "
+                         f"{_num(r['mde'])} | {r['draws']} × {r['seeds']} | {_num(r['p_holm'], 3)} / "
+                         f"{_num(r['tost_p'], 3)} | {r['verdict'] if r['pairs'] else '–'} |")
         lines.append("")
-    counts = comparisons(df)
-    seeds = ", ".join(sorted(set(df["seeds"])))
-    lines += [f"Test accuracy and macro-F1 (%), mean ± std over seeds ({seeds}), one data draw. vs FT: the mean over "
-              "seeds of (variant − FT) on the same seed and data draw, in points, with its 95% Student-t interval. "
-              f"The tables hold {counts['accuracy_intervals']} such intervals per metric; at the 95% level chance "
-              f"alone would exclude 0 from about {ALPHA * counts['accuracy_intervals']:.1f} of them. ✱ marks a "
-              "difference that stays significant after Holm's correction over all of them (paired t-test, family-"
-              f"wise error 5%). Before the correction, {counts['accuracy_uncorrected']} accuracy and "
-              f"{counts['macro_f1_uncorrected']} macro-F1 intervals exclude 0; after it, {counts['accuracy_holm']} and "
-              f"{counts['macro_f1_holm']} differences remain."]
+    lines.append(f"Differences in points of test accuracy, paired on (data draw, seed); the interval, the tests and "
+                 f"the mde (the smallest difference detected with {POWER:.0%} power at α = {ALPHA}) are over draws "
+                 f"(seeds averaged within each) where a setting has ≥ 2 draws, over seeds otherwise. Equivalence margin "
+                 f"±{MARGIN:g} points. The CSV adds sd_draw and sd_seed (the standard deviations of the paired "
+                 f"differences between draws and between seeds within a draw, by a one-way random-effects ANOVA) and "
+                 f"the same answers for macro-F1.")
     return "\n".join(lines) + "\n"
 
 
-def plot(df: pd.DataFrame):
-    """The paired difference to FT with its 95% interval, one column per setting, accuracy above and macro-F1
-    below, a point per (dataset, variant); filled where the difference survives Holm's correction."""
-    from matplotlib.figure import Figure
-
-    settings = list(dict.fromkeys(df["setting"]))
-    diffs = df[df["variant"] != "ft"]
-    variants = [v for v in VARIANT_TITLES if v in set(diffs["variant"])]
-    fig = Figure(figsize=(3.4 * len(settings) + 1.8, 6.4), layout="constrained")
-    axes = fig.subplots(2, len(settings), sharey="row", squeeze=False)
-    for row, metric in enumerate(METRICS):
-        for ax, setting in zip(axes[row], settings):
-            sub = diffs[diffs["setting"] == setting]
-            datasets = list(dict.fromkeys(sub["dataset"]))
-            width = 0.8 / max(len(variants), 1)
-            for i, variant in enumerate(variants):
-                rows = sub[sub["variant"] == variant].set_index("dataset").reindex(datasets)
-                x = [d + (i - (len(variants) - 1) / 2) * width for d in range(len(datasets))]
-                mean = rows[f"{metric}_vs_ft"]
-                low, high = (mean - rows[f"{metric}_ci_low"]).fillna(0), (rows[f"{metric}_ci_high"] - mean).fillna(0)
-                ax.errorbar(x, mean, yerr=[low, high], fmt="none", capsize=3, color=f"C{i}")
-                significant = rows[f"{metric}_significant"].fillna(False).astype(bool)
-                ax.scatter(x, mean, color=[f"C{i}" if s else "white" for s in significant], edgecolors=f"C{i}",
-                           zorder=3, label=VARIANT_TITLES[variant] if row == 0 else None)
-            ax.axhline(0, color="black", linewidth=1)
-            ax.set_xticks(range(len(datasets)), datasets, fontsize=10)
-            ax.tick_params(labelsize=10)
-            if row == 0:
-                ax.set_title(setting, fontsize=11)
-            ax.grid(axis="y", alpha=0.3)
-        axes[row][0].set_ylabel(f"{METRICS[metric]} − FT (points)", fontsize=10)
-    first = {}  # every column labels its points: one legend entry per variant, in the tables' order
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            first.setdefault(label, handle)
-    labels = [VARIANT_TITLES[v] for v in variants if VARIANT_TITLES[v] in first]
-    fig.legend([first[label] for label in labels], labels, loc="outside right upper", fontsize=10,
-               title="filled: Holm-significant", title_fontsize=9)
-    return fig
-
-
-def _signed(value: float, low: float, high: float) -> str:
-    interval = "" if pd.isna(low) else f" [{low:+.1f}, {high:+.1f}]"
-    return f"{value:+.1f}{interval}"
-
-
-def findings(df: pd.DataFrame, resize: pd.DataFrame) -> str:
-    """The chapter's quoted numbers as Markdown sentences, from the summary frames (nothing retyped)."""
-    title = lambda v: VARIANT_TITLES.get(v, v)  # noqa: E731
+def findings(df: pd.DataFrame, records: dict[str, list[dict]]) -> str:
+    """The chapter's sentences: which settings have run, then one :func:`~threephase.stats.verdict_sentence` per
+    accuracy comparison, by question."""
     lines = []
-    for (name, dataset), group in df.groupby(["setting", "dataset"], sort=False):
-        if not (group["variant"] == "ft").any():
-            lines.append(f"- **{name}**, {dataset}: no FT runs yet, so no difference to FT.")
-            continue
-        ft = group[group["variant"] == "ft"].iloc[0]
-        text = (f"- **{name}**, {dataset} ({ft['n']} seeds): FT scores {ft['accuracy_mean']:.1f}% accuracy "
-                f"(± {ft['accuracy_std']:.1f}) and {ft['macro_f1_mean']:.1f}% macro-F1.")
-        if not pd.isna(ft.get("validation_loss")):
-            text += (f" Its kept validation loss averages {ft['validation_loss']:.2f} nats, against "
-                     f"{ft['chance_loss']:.2f} for a guess (ln K).")
-        others = group[group["variant"] != "ft"]
-        if len(others):
-            best = others.loc[others["accuracy_mean"].idxmax()]
-            text += (f" The best by accuracy is {title(best['variant'])}, {best['accuracy_mean']:.1f}% "
-                     f"({_signed(best['accuracy_vs_ft'], best['accuracy_ci_low'], best['accuracy_ci_high'])} "
-                     "points against FT).")
-        for metric, label in METRICS.items():
-            kept = others[others[f"{metric}_significant"].fillna(False).astype(bool)]
-            listed = ", ".join(
-                title(r["variant"]) + " " + _signed(r[f"{metric}_vs_ft"], r[f"{metric}_ci_low"], r[f"{metric}_ci_high"])
-                for _, r in kept.iterrows())
-            text += f" After Holm, {label} differences to FT: {listed or 'none'}."
-        if group["pairs"].notna().any() and SETTINGS.get(name) and SETTINGS[name].equal_pairs:
-            text += f" Every phase-2 variant here trains on {group['pairs'].dropna().iloc[0]:.0f} pairs."
-        lines.append(text)
-    counts = comparisons(df)
-    lines.append(f"- Over all settings the tables report {counts['accuracy_intervals']} intervals to FT per metric. "
-                 f"At the 95% level, chance alone would exclude 0 from about "
-                 f"{ALPHA * counts['accuracy_intervals']:.1f} of them. For accuracy {counts['accuracy_uncorrected']} "
-                 f"exclude 0 before correction and {counts['accuracy_holm']} survive Holm's; for macro-F1, "
-                 f"{counts['macro_f1_uncorrected']} and {counts['macro_f1_holm']}.")
-    if not resize.empty:
-        for name, group in resize.groupby("setting", sort=False):
-            parts = []
-            for _, r in group[group["metric"] == "accuracy"].iterrows():
-                parts.append(f"{title(r['variant'])} − No Imb. = {_signed(r['diff'], r['ci_low'], r['ci_high'])} "
-                             f"points of accuracy (Holm p = {r['p_holm']:.2f})")
-            lines.append(f"- **Resize at equal steps** ({name}): " + "; ".join(parts) + ".")
+    missing = [name for name in SETTINGS if not records.get(name)]
+    ran = [f"{name} ({len(records[name])} runs)" for name in SETTINGS if records.get(name)]
+    lines.append(f"- **Run so far under this design:** {', '.join(ran) or 'nothing yet'}. "
+                 f"**Not run yet:** {', '.join(missing) or 'none'}.")
+    acc = df[df["metric"] == "accuracy"]
+    for key, group in acc.groupby("question", sort=False):
+        lines.append(f"- **{key}. {group['question_title'].iloc[0]}**")
+        for _, r in group.iterrows():
+            target = TARGET_MDE.get(r["setting"], 2.0)
+            sentence = verdict_sentence(r, target=target, power=POWER, alpha=ALPHA)
+            lines.append(f"  - ({r['setting']}, {r['dataset']}) {sentence}")
     return "\n".join(lines) + "\n"
 
 
-def long_tail_figure(out: str | os.PathLike, setting: str = "long-tail", records: list[dict] | None = None):
-    """Left: the long-tailed training split's class sizes, and the sizes after the resize of three-phase (max_ratio
-    4) and extra-imb (20), with each class's resize ratio. Right: where FT's test predictions go (the confusion
-    matrix summed over seeds). None when the setting has no FT records."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from ..config import ImbalanceConfig
-    from ..imbalance import resize_ratios, resized_sizes
-    from ..viz import plot_confusion_matrix
-
-    runs = load_records(Path(out) / setting) if records is None else records
-    records = [r for r in runs if r["variant"] == "ft"]
-    if not records:
-        return None
-    sizes = records[0]["class_sizes"]
-    names = list(sizes)
-    defaults = ImbalanceConfig()
-    fig = Figure(figsize=(12.5, 5.2), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
-    x = np.arange(len(names))
-    for offset, (label, max_ratio) in zip((-0.27, 0, 0.27), (("no resize (No Imb.)", None), ("3-Phase (max 4)", 4.0),
-                                                           ("Extra Imb. (max 20)", 20.0))):
-        after = sizes if max_ratio is None else resized_sizes(sizes, defaults.min_ratio, max_ratio)
-        bars = left.bar(x + offset, [after[n] for n in names], width=0.27, label=label)
-        if max_ratio is not None:
-            ratios = resize_ratios(sizes, defaults.min_ratio, max_ratio)
-            left.bar_label(bars, [f"×{ratios[n]:.1f}" if ratios[n] != 1 else "" for n in names], fontsize=9)
-    left.set_xticks(x, names, rotation=30, ha="right", fontsize=10)
-    left.set_ylabel("training examples (after the resize)", fontsize=10)
-    left.set_title("the long tail and the resize before phase 2", fontsize=11)
-    left.legend(fontsize=10)
-    matrix = np.sum([r["confusion_matrix"] for r in records], axis=0)
-    plot_confusion_matrix(matrix, records[0]["label_names"], ax=right)
-    right.set_title(f"FT's test predictions, summed over {len(records)} seeds", fontsize=11)
-    return fig
+def summary(df: pd.DataFrame, records: dict[str, list[dict]]) -> str:
+    """The chapter's box: per question, how many accuracy comparisons got each verdict and how many have not run."""
+    lines = []
+    acc = df[df["metric"] == "accuracy"]
+    for key, group in acc.groupby("question", sort=False):
+        ran = group[group["pairs"] > 0]
+        counts = ", ".join(f"{(ran['verdict'] == v).sum()} {v}" for v in ("better", "worse", "equivalent", "undecided"))
+        lines.append(f"- **{key}. {group['question_title'].iloc[0]}** Of {len(group)} comparisons, "
+                     f"{len(group) - len(ran)} have not run yet" + (f"; of the others: {counts}." if len(ran) else "."))
+    runs = sum(len(r) for r in records.values())
+    lines.append(f"- The runs file holds {runs} runs of this design.")
+    return "\n".join(lines) + "\n"
 
 
-def write_summary(out: str | os.PathLike, settings=None) -> pd.DataFrame:
-    """Write ``<out>/phases_help.md``, ``.csv``, ``.png``, ``phases_help_resize.csv`` and
-    ``phases_help_findings.md`` (atomically) from the finished runs."""
-    records = read_records(out, settings)
-    df = summarize(out, settings, records)
-    resize = resize_at_equal_pairs(out, settings, records)
+def design(records: dict[str, list[dict]]) -> str:
+    """The declared questions and margin, and each setting's default draws × seeds and its training sizes as they
+    ran (from the records): what the book states."""
+    lines = [f"Equivalence margin ±{MARGIN:g} points of accuracy; α = {ALPHA} (Holm within each question, TOST "
+             f"uncorrected); power {POWER:.0%} for the mde.", "", "| question | its family (variant vs baseline) |",
+             "| --- | --- |"]
+    for key, question in QUESTIONS.items():
+        compared = "; ".join(f"{v} vs {b} ({s}{'' if s == bs else ' vs ' + bs}, {d})"
+                             for s, d, v, bs, b in question.comparisons)
+        lines.append(f"| {key}. {question.title} | {compared} |")
+    lines += ["", "| setting | draws × seeds (default) | variants |", "| --- | --- | --- |"]
+    for name, setting in SETTINGS.items():
+        lines.append(f"| {name}: {setting.title} | {setting.draws} × {setting.seeds} | {', '.join(setting.variants)} |")
+    lines += ["", "As run (from the records; the class sizes of a setting's first run):", "",
+              "| setting, data | draws × seeds (runs) | training examples: class sizes, largest / smallest |",
+              "| --- | --- | --- |"]
+    for name in SETTINGS:
+        recs = records.get(name, [])
+        for dataset in SETTINGS[name].datasets:
+            own = [r for r in recs if r["dataset"] == dataset]
+            if not own:
+                lines.append(f"| {name}, {dataset} | not run yet | |")
+                continue
+            sizes = sorted(own[0]["class_sizes"].values(), reverse=True)
+            draws, seeds = len({r.get("data_seed") for r in own}), len({r["seed"] for r in own})
+            lines.append(f"| {name}, {dataset} | {draws} × {seeds} ({len(own)}) | {sum(sizes)}: "
+                         f"{'/'.join(map(str, sizes))}, ratio {sizes[0] / sizes[-1]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_table(records: dict[str, list[dict]]) -> str:
+    """full-sst5 beside the paper's Table 3 row for sst5 (all-MiniLM-L12-v2, the paper's preset, on its side;
+    all-MiniLM-L6-v2 with the cpu preset here)."""
+    paper = dict(zip(TABLE3_VARIANTS, PAPER_TABLE3[("sst5", "minilm")]))
+    recs = [r for r in records.get("full-sst5", []) if r["dataset"] == "sst5"]
+    lines = ["| variant | here: all-MiniLM-L6-v2, cpu preset (mean [95% CI], seeds) | paper: all-MiniLM-L12-v2 | "
+             "paper − its FT |", "| --- | --- | --- | --- |"]
+    for variant in TABLE3_VARIANTS:
+        scores = [100 * r["accuracy"] for r in recs if r["variant"] == variant]
+        mean, low, high = mean_interval(scores)
+        here = "not run yet" if not scores else (
+            f"{mean:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]") + f", {len(scores)} seeds")
+        lines.append(f"| {variant} | {here} | {paper[variant]:.2f} | {paper[variant] - paper['ft']:+.2f} |")
+    trains = sorted({r.get("split_sizes", {}).get("train") for r in recs} - {None})
+    lines += ["", f"Test accuracy (%) on sst5's full test split. Training examples here: "
+              f"{', '.join(map(str, trains)) or 'no run yet'}. The paper's numbers are its Table 3 for all-MiniLM-L12-"
+              "v2 with its own budget on a GPU; this row uses the smaller all-MiniLM-L6-v2 and the cpu preset, so "
+              "the two columns are not the same experiment: compare the gaps to FT, not the levels."]
+    return "\n".join(lines) + "\n"
+
+
+def long_tail_sizes(records: dict[str, list[dict]]) -> pd.DataFrame:
+    """The long tail's class sizes per data draw (rows): from the records once it has run, before that from the data
+    (the default draws, as the runs will load them)."""
+    recs = {r.get("data_seed"): r["class_sizes"] for r in records.get("long-tail", [])}
+    if not recs:  # the whole training split loaded once, then the tail of each draw as load_data draws it
+        from ..data import load_data
+        from ..sampling import long_tail
+
+        setting = SETTINGS["long-tail"]
+        data = load_data(dataset=setting.datasets[0], max_validation_samples=16, max_test_samples=16)["train"]
+        frame, names = data.to_pandas(), data.features["label"].names
+        factor, total = setting.overrides["data.imbalance_factor"], setting.overrides["data.max_train_samples"]
+        recs = {draw: {names[i]: int(n) for i, n in
+                       long_tail(frame, factor, draw, total)["label"].value_counts().sort_index().items()}
+                for draw in range(setting.draws)}
+    return pd.DataFrame.from_dict(recs, orient="index").sort_index()
+
+
+def write_summary(out: str | os.PathLike) -> pd.DataFrame:
+    """Write the chapter's files into ``<out>`` (atomically) from ``<out>/phases_help_runs.jsonl``; comparisons
+    without runs read "not run yet"."""
     out = Path(out)
+    entries = read_runs(out)
+    if not (out / RUNS_FILE).is_file():  # an empty file is a design with no runs yet: its files say so
+        raise ThreePhaseError(f"No {RUNS_FILE} in {str(out)!r}: run the experiment first (it writes the file), or "
+                              "point --out at the folder that holds it.")
+    records = records_by_setting(entries)
+    df = answer(records)
     atomic_write_text(out / "phases_help.md", to_markdown(df))
-    atomic_write_text(out / "phases_help.csv", df.round(3).to_csv(index=False))
-    atomic_write_text(out / "phases_help_resize.csv", resize.round(4).to_csv(index=False))
-    atomic_write_text(out / "phases_help_findings.md", findings(df, resize))
-    write_figure(out / "phases_help.png", plot(df), dpi=120)
-    tail = long_tail_figure(out, records=records.get("long-tail"))  # read from disk when not among settings
-    if tail is not None:
-        write_figure(out / "phases_help_long_tail.png", tail, dpi=110)
+    atomic_write_text(out / "phases_help.csv", df.round(4).to_csv(index=False))
+    atomic_write_text(out / "phases_help_findings.md", findings(df, records))
+    atomic_write_text(out / "phases_help_design.md", design(records))
+    atomic_write_text(out / "phases_help_summary.md", summary(df, records))
+    atomic_write_text(out / "phases_help_paper.md", paper_table(records))
+    write_figure(out / "phases_help.png", forest(df), dpi=150)
+    write_figure(out / "phases_help_long_tail.png", draws_figure(long_tail_sizes(records)), dpi=150)
     return df
-
-
