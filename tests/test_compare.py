@@ -102,9 +102,9 @@ def test_bad_input_is_refused_before_anything_trains(case, message, csv_folder, 
 
 def test_a_failed_run_is_its_method_s_line(tmp_path, monkeypatch):
     plan = plan_compare(data_dir=str(tmp_path), variants="three-phase,ft,logreg", draws=2, seeds=1)
-    lines = {0: ["data__all-MiniLM-L6-v2__logreg__seed0 (ValueError: bad; see log)"], 1: []}
-    monkeypatch.setattr(compare_module, "run_grid", lambda cells, out, *a, **k: lines[int(Path(out).name[4:])])
-    assert run_compare(plan, tmp_path) == {"logreg": [f"draw 0: {lines[0][0]}"]}
+    lines = {0: ["data__all-MiniLM-L6-v2__logreg__draw0__seed0 (ValueError: bad; see log)"], 1: []}
+    monkeypatch.setattr(compare_module, "run_grid", lambda cells, out, *a, **k: lines[cells[0]["draw"]])
+    assert run_compare(plan, tmp_path) == {"logreg": lines[0]}
 
 
 def fake_run(fail: str | None = None, calls: list | None = None):
@@ -197,7 +197,7 @@ def test_the_issue_s_command_on_a_csv_folder_it_has_never_seen(csv_folder, tmp_p
     assert sorted((r["variant"], r["data_seed"]) for r in runs) == sorted(
         (v, d) for v in ("three-phase", "ft", "logreg") for d in (0, 1))
     assert all(r["split_sizes"]["train"] == 2 * 16 for r in runs)
-    train = {d: json.loads(next((out / f"draw{d}" / "runs").glob("*__ft__seed0/metrics.json")).read_text())
+    train = {d: json.loads((out / "runs" / f"data__all-MiniLM-L6-v2__ft__draw{d}__seed0" / "metrics.json").read_text())
              for d in (0, 1)}
     assert train[0]["data_fingerprint"]["train"] != train[1]["data_fingerprint"]["train"]  # a new draw
     capsys.readouterr()
@@ -218,7 +218,7 @@ def test_search_tunes_every_method_with_the_same_trials_then_compares_with_the_b
     assert len(calls) == 3 * 2 + 3 * 3 and len(searched) >= 3 * 2  # 2 trials each on the first draw and seed
     for variant in ("three-phase", "ft", "logreg"):
         best = json.loads((out / "search" / variant / "best_config.json").read_text())
-        record = json.loads(next((out / "draw1" / "runs").glob(f"*__{variant}__seed0/results.json")).read_text())
+        record = json.loads(next((out / "runs").glob(f"*__{variant}__draw1__seed0/results.json")).read_text())
         tuned = {k: v for k, v in best.items() if k not in ("variant", "preset", "data.dataset", "model_name_or_path")}
         assert tuned and {k: record["parameters"]["overrides"][k] for k in tuned} == tuned
     assert "tuned on validation (2 Optuna trials each" in (out / "compare.md").read_text()

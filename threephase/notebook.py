@@ -235,21 +235,20 @@ def _what(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in WHERE}
 
 
-def save_runs(out: str | os.PathLike, path: str | os.PathLike, pattern: str = "runs/*/results.json") -> int:
+def save_runs(out: str | os.PathLike, path: str | os.PathLike) -> int:
     """Write the finished runs under ``out`` (``<out>/runs/*/`` holding ``config.json`` and ``results.json``, as
-    ``reproduce`` and ``experiment`` leave them; ``compare`` keeps one ``runs/`` per draw, which ``pattern``
-    finds) to ``path``, one JSON line ``{"config": ..., "record": ...}`` per run, without their folders' paths;
-    return how many. :func:`saved_runs` reads the file back."""
+    ``reproduce`` and ``experiment`` leave them) to ``path``, one JSON line ``{"config": ..., "record": ...}`` per
+    run, without their folders' paths; return how many. :func:`saved_runs` reads the file back."""
     from .records import atomic_write_text
 
     lines = []
-    for results in sorted(Path(out).glob(pattern)):
+    for results in sorted(Path(out).glob("runs/*/results.json")):
         config = json.loads((results.parent / "config.json").read_text())
         record = json.loads(results.read_text())
         record["parameters"] = _what(record.get("parameters", {}))
         lines.append(json.dumps({"config": _what(config), "record": record}, sort_keys=True))
     if not lines:
-        raise ThreePhaseError(f"No finished runs under {str(out)!r} (<out>/{pattern}): run them first.")
+        raise ThreePhaseError(f"No finished runs under {str(out)!r} (<out>/runs/*/results.json): run them first.")
     atomic_write_text(Path(path), "\n".join(lines) + "\n")
     return len(lines)
 

@@ -154,9 +154,10 @@ def _finished(params: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     name = Path(params["output_dir"]).name
     record = json.loads(results.read_text())
-    # device and output_dir say where a run ran, not what it computed; overwrite, how this call treats an old run.
+    # device and output_dir say where a run ran, not what it computed; overwrite, how this call treats an old run;
+    # draw only names the run (results.json does not record it): its data.seed, among the overrides, is compared.
     changed = changed_settings(record.get("parameters", {}), {**params, "overrides": json.loads(params["overrides"])},
-                               ignore=("device", "output_dir", "overwrite"))
+                               ignore=("device", "output_dir", "overwrite", "draw"))
     if changed:
         return {"name": name, "status": "failed", "log": str(results),
                 "error": f"it finished earlier with other settings ({changed}); rerun it with --overwrite, or "

@@ -5,7 +5,8 @@ baseline) trains on the same ``--draws`` of the data with the same ``--seeds``, 
 (:func:`threephase.grid.reproduce.run_grid`): draw ``k`` is data seed ``k``, which redraws the training subsample
 that ``--train-per-class`` or ``--max-train-samples`` asks for (without them every draw trains on the whole training
 split, and more than one draw is refused unless something else differs between them, such as the validation and
-test splits carved from a single file). The runs live in ``<out>/draw<k>/runs/``; a rerun skips the finished ones.
+test splits carved from a single file). The runs live in ``<out>/runs/<data>__<model>__<method>__draw<k>__seed<s>/``,
+named as the experiment names its runs; a rerun skips the finished ones.
 :mod:`threephase.grid.compare_report` then writes the verdicts, with the book experiment's statistics.
 
 ``--search N`` first tunes each method on validation with N Optuna trials (:func:`threephase.grid.search.search`,
@@ -55,9 +56,9 @@ class ComparePlan:
     def settings(self, variant: str, draw: int) -> dict[str, Any]:
         return {**self.overrides, **self.tuned.get(variant, {}), "data.seed": draw}
 
-    def cells(self, variants) -> list[dict[str, Any]]:
-        return [{"dataset": self.dataset, "model": self.model, "variant": v, "seed": s, "preset": self.preset}
-                for v in variants for s in self.seeds]
+    def cells(self, variants, draw: int) -> list[dict[str, Any]]:
+        return [{"dataset": self.dataset, "model": self.model, "variant": v, "draw": draw, "seed": s,
+                 "preset": self.preset} for v in variants for s in self.seeds]
 
     def groups(self, draw: int):
         """(overrides, cells) of one draw: the methods that share their settings run as one grid."""
@@ -65,12 +66,12 @@ class ComparePlan:
         for variant in self.variants:
             by_settings.setdefault(json.dumps(self.settings(variant, draw), sort_keys=True), []).append(variant)
         for variants in by_settings.values():
-            yield self.settings(variants[0], draw), self.cells(variants)
+            yield self.settings(variants[0], draw), self.cells(variants, draw)
 
     def config(self, variant: str, draw: int, out: str | Path):
         """The run config of the first seed of ``variant`` on ``draw``, built as its cell builds it."""
-        cell = self.cells([variant])[0]
-        return cell_config(cell_parameters(cell, Path(out) / f"draw{draw}", self.settings(variant, draw)))
+        cell = self.cells([variant], draw)[0]
+        return cell_config(cell_parameters(cell, out, self.settings(variant, draw)))
 
 
 def default_variants() -> list[str]:
@@ -134,7 +135,7 @@ def check_compare(plan: ComparePlan, out: str | Path, jobs: int = 1) -> None:
         raise ThreePhaseError(f"--out {str(out)!r} is a file, not a folder: choose a folder for the comparison.")
     for variant in plan.variants:
         require_extras(variant)
-        check_grid(plan.cells([variant]), plan.settings(variant, plan.draws[0]), jobs)
+        check_grid(plan.cells([variant], plan.draws[0]), plan.settings(variant, plan.draws[0]), jobs)
         config = plan.config(variant, plan.draws[0], out)
         for phase in ("dae", "cl", "ft"):
             check_training_args(getattr(config, phase).training_args, f"{phase}.training_args")
@@ -183,14 +184,14 @@ def tune(plan: ComparePlan, trials: int, out: str | Path, executor: ExecutorOpti
 def run_compare(plan: ComparePlan, out: str | Path, *, device: str | None = None, overwrite: bool = False,
                 jobs: int = 1, executor: ExecutorOptions | None = None) -> dict[str, list[str]]:
     """Run (or skip, or resume) every run of the plan; return each method's failed runs, one line each."""
-    names = {run_name(cell): cell["variant"] for cell in plan.cells(plan.variants)}
     by_variant: dict[str, list[str]] = {}
-    for draw in plan.draws:
+    for draw in plan.draws:  # draws outermost: a comparison stopped half-way holds whole draws
         for overrides, cells in plan.groups(draw):
-            for line in run_grid(cells, Path(out) / f"draw{draw}", overrides, desc=f"draw {draw}", device=device,
-                                 overwrite=overwrite, jobs=jobs, executor=executor):
+            names = {run_name(cell): cell["variant"] for cell in cells}
+            for line in run_grid(cells, out, overrides, desc=f"draw {draw}", device=device, overwrite=overwrite,
+                                 jobs=jobs, executor=executor):
                 variant = next((v for name, v in names.items() if line.startswith(f"{name} ")), None)
-                by_variant.setdefault(variant, []).append(f"draw {draw}: {line}")
+                by_variant.setdefault(variant, []).append(line)
     return by_variant
 
 
@@ -263,8 +264,8 @@ methods:   three-phase, ft (always: the baseline), logreg, and setfit when insta
 draws:     draw k trains on data seed k: --train-per-class / --max-train-samples draw a new training subsample per
            draw; without them every draw trains on the whole training split
 output:    <out>/compare.md (the table, a verdict per method in one sentence, what each run cost), compare.csv,
-           compare.png (forest plot), compare_runs.jsonl (every run's config and record), draw<k>/runs/<run>/,
-           draw<k>/logs/, and with --search, search/<method>/ (each method's study)
+           compare.png (forest plot), compare_runs.jsonl (every run's config and record), runs/<run>/ (one per
+           method, draw and seed), logs/, and with --search, search/<method>/ (each method's study)
 rerun:     the same command skips finished runs and resumes killed ones
 
 examples:

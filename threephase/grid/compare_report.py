@@ -24,7 +24,6 @@ from .tables import VARIANT_TITLES, load_records
 
 BASELINE = "ft"
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-RUNS_GLOB = "draw*/runs/*/results.json"
 FILES = ("compare.md", "compare.csv", "compare.png", "compare_runs.jsonl")
 
 
@@ -33,8 +32,8 @@ def title(variant: str) -> str:
 
 
 def read_records(out: str | os.PathLike) -> list[dict[str, Any]]:
-    """The finished runs of a comparison: ``<out>/draw<k>/runs/*/results.json``."""
-    return [rec for draw in sorted(Path(out).glob("draw*")) for rec in load_records(draw)]
+    """The finished runs of a comparison: ``<out>/runs/*/results.json``."""
+    return load_records(out) if Path(out, "runs").is_dir() else []
 
 
 def _stat_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -191,5 +190,5 @@ def write_report(out: str | os.PathLike, df: pd.DataFrame, about: str = "", fail
     atomic_write_text(out / "compare.md", to_markdown(df, about, failures))
     atomic_write_text(out / "compare.csv", df.to_csv(index=False))
     write_figure(out / "compare.png", plot(df), dpi=120)
-    if any(out.glob(RUNS_GLOB)):
-        save_runs(out, out / "compare_runs.jsonl", pattern=RUNS_GLOB)
+    if any(out.glob("runs/*/results.json")):
+        save_runs(out, out / "compare_runs.jsonl")
