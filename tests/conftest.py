@@ -54,7 +54,7 @@ def tiny_config(variant: str = "three-phase", seed: int = 0, **overrides):
 # pytest-xdist's --dist loadfile a file runs whole on one worker, in collection order: started last, the longest
 # would leave the other worker idle at the end; started first, the short files fill in around them.
 LONG_FILES = ("test_pipeline.py", "test_resume.py", "test_ddp.py", "test_experiment.py", "test_notebooks.py",
-              "test_readme.py", "test_reproduce.py", "test_executors.py")
+              "test_readme.py", "test_reproduce.py", "test_executors.py", "test_compare.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,8 +16,8 @@ FLOORS = {
     "__init__": 0,
     "cells": 0, "settings": 0,
     "jobs": 1, "tables": 1, "forest": 1,
-    "reproduce": 2, "search": 2, "report": 2,
-    "experiment": 3,
+    "reproduce": 2, "search": 2, "report": 2, "compare_report": 2,
+    "experiment": 3, "compare": 3,
 }
 # The entry points may import the command line; nothing else in the library may.
 ENTRY_POINTS = ("threephase/cli.py", "threephase/__main__.py")

@@ -20,7 +20,7 @@ _HOMES = {
     "DATASETS": "data", "load_data": "data", "prepare_data": "user_data", "ThreePhaseError": "errors",
     "train_ft": "finetune", "load_body": "models", "train_cl": "phases", "train_dae": "phases",
     "train_joint": "phases", "VARIANTS": "pipeline", "RunResult": "pipeline", "run": "pipeline",
-    "train_variant": "pipeline", "PRESETS": "presets", "preset_config": "presets",
+    "train_variant": "pipeline", "PRESETS": "presets", "preset_config": "presets", "compare": "grid.compare",
 }
 
 __all__ = sorted(_HOMES)
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .data import DATASETS, load_data
     from .errors import ThreePhaseError
     from .finetune import train_ft
+    from .grid.compare import compare
     from .models import load_body
     from .phases import train_cl, train_dae, train_joint
     from .pipeline import VARIANTS, RunResult, run, train_variant

@@ -25,6 +25,7 @@ examples:
   python -m threephase run --dataset snips2 --variant three-phase --preset cpu --output runs/snips2-3p
   python -m threephase run --data-dir my_csv_folder --variant ft --preset cpu --seed 1 --output runs/mine
   python -m threephase run --dataset sst2 --preset paper --set ft.learning_rate=2e-5 --output runs/sst2
+  python -m threephase compare --data-dir my_csv_folder --draws 3 --train-per-class 16 --out cmp   # does it help?
 """
 
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="threephase", description="3-Phase fine-tuning of Transformer text classifiers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce,experiment,search}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce,experiment,search,compare}")
     run = commands.add_parser("run", help="train one variant and write its run record", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}; with --data-dir, its subfolder if present")
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .grid.search import add_search_parser
 
     add_search_parser(commands)
+    from .grid.compare import add_compare_parser
+
+    add_compare_parser(commands)
     return parser
 
 
@@ -102,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .grid.search import search_command
 
             return search_command(args)
+        if args.command == "compare":
+            from .grid.compare import compare_command
+
+            return compare_command(args)
         from .grid.reproduce import reproduce_command
 
         return reproduce_command(args)

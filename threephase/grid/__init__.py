@@ -12,6 +12,8 @@ from :mod:`threephase.cli`, which stands on top); ``tests/test_layout.py`` check
    :mod:`~threephase.grid.forest` (the experiment's figures)
 2. :mod:`~threephase.grid.reproduce` (the paper's grids and the ``reproduce`` command),
    :mod:`~threephase.grid.search` (tuning on validation and the ``search`` command),
-   :mod:`~threephase.grid.report` (the experiment's tables, figures and findings)
-3. :mod:`~threephase.grid.experiment` (the experiment's plan and the ``experiment`` command)
+   :mod:`~threephase.grid.report` (the experiment's tables, figures and findings),
+   :mod:`~threephase.grid.compare_report` (the verdicts of ``compare``: its table, sentences and forest plot)
+3. :mod:`~threephase.grid.experiment` (the experiment's plan and the ``experiment`` command),
+   :mod:`~threephase.grid.compare` (every method against FT on your data and the ``compare`` command)
 """

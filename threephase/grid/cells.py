@@ -45,9 +45,10 @@ def short_name(model: str) -> str:
 
 
 def run_name(cell: Mapping[str, Any]) -> str:
-    """``<dataset>__<model>__<variant>[__draw<d>]__seed<k>``: the experiment's cells name their data draw."""
+    """``<dataset>__<model>__<variant>[__draw<d>]__seed<k>``: the experiment's cells name their data draw; your own
+    data (``compare --data-dir``) has no dataset name, and its runs are named after ``data``."""
     draw = f"__draw{cell['draw']}" if cell.get("draw") is not None else ""
-    return f"{cell['dataset']}__{short_name(cell['model'])}__{cell['variant']}{draw}__seed{cell['seed']}"
+    return f"{cell['dataset'] or 'data'}__{short_name(cell['model'])}__{cell['variant']}{draw}__seed{cell['seed']}"
 
 
 def failure(failed: list[str]) -> ThreePhaseError:
@@ -153,9 +154,10 @@ def _finished(params: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     name = Path(params["output_dir"]).name
     record = json.loads(results.read_text())
-    # device and output_dir say where a run ran, not what it computed; overwrite, how this call treats an old run.
+    # device and output_dir say where a run ran, not what it computed; overwrite, how this call treats an old run;
+    # draw only names the run (results.json does not record it): its data.seed, among the overrides, is compared.
     changed = changed_settings(record.get("parameters", {}), {**params, "overrides": json.loads(params["overrides"])},
-                               ignore=("device", "output_dir", "overwrite"))
+                               ignore=("device", "output_dir", "overwrite", "draw"))
     if changed:
         return {"name": name, "status": "failed", "log": str(results),
                 "error": f"it finished earlier with other settings ({changed}); rerun it with --overwrite, or "
