@@ -179,3 +179,10 @@ def test_verdict_sentence_says_what_the_design_can_detect():
     assert f"detects {row['mde']:.1f} points at 80% power" in text
     if row["mde"] > 2:
         assert "draws would detect 2 points" in text
+
+
+def test_verdict_sentence_of_a_difference_without_spread_says_no_test_can_judge_it():
+    # Every run at 100% on a small test split: the differences are all 0, and "detects 0.0 points" would mislead.
+    recs = runs("ft", BASE) + runs("three-phase", BASE)
+    text = verdict_sentence(verdicts(recs, [("three-phase", "ft")]).iloc[0])
+    assert "no test can judge" in text and "detects" not in text

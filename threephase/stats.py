@@ -207,6 +207,9 @@ def verdict_sentence(row: Mapping[str, Any], target: float = 2.0, power: float =
     head = f"{row['variant']} vs {row['baseline']}: {row['verdict']}: "
     if not math.isfinite(row["ci_low"]):
         return head + f"{_signed(row['diff'])} points from {n} {unit}, too few for an interval."
+    if row["ci_low"] == row["ci_high"]:  # a spread of 0 (e.g. every run scores 100% on a small test split)
+        return head + (f"{_signed(row['diff'])} points in each of the {n} {unit}: with no spread no test can judge the "
+                       "difference; a larger test split or harder data would show one.")
     text = (head + f"{_signed(row['diff'])} points [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}] over {n} "
             f"{unit}; this design detects {row['mde']:.1f} points at {power:.0%} power")
     sd = row["mde"] / minimum_detectable(1.0, n, alpha, power) if math.isfinite(row["mde"]) else math.nan
