@@ -128,7 +128,7 @@ rerun:     the same command skips finished runs and resumes killed ones
 
 examples:
   python -m threephase experiment --out reproductions/phases-help                 # the book's run: hours on 2 cores
-  python -m threephase experiment --size smallest --datasets sst2 --seeds 2       # minutes: what CI runs
+  python -m threephase experiment --size smallest --datasets sst2 --seeds 2 --out reproductions/ph-ci  # CI: minutes
   python -m threephase experiment --settings few-shot --set data.train_per_class=32 --out reproductions/fs32
 """
 
@@ -140,14 +140,15 @@ def add_experiment_parser(commands) -> None:
     parser.add_argument("--datasets", help=f"comma-separated (default: {','.join(DATASETS)})")
     parser.add_argument("--variants", help="comma-separated: only these of each setting's variants (ft always runs)")
     parser.add_argument("--seeds", default="5", help="a count (5 = seeds 0-4) or a list; default 5")
-    parser.add_argument("--size", default="full", choices=tuple(SIZES), help="full (the book's) or smallest (CI's)")
+    parser.add_argument("--size", default="full", choices=tuple(SIZES), help="full (the book's; default) or smallest (CI's)")
     parser.add_argument("--model", default=CPU_MODEL, help="the body (default: all-MiniLM-L6-v2)")
-    parser.add_argument("--out", default="reproductions/phases-help", help="output folder")
+    parser.add_argument("--out", default="reproductions/phases-help",
+                        help="output folder (default: reproductions/phases-help, the book's run: give a trial its own)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting in every run, after the setting's own (repeatable)")
     parser.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="rerun runs that already have results.json")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cells at once, each in its own process")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cells at once, each in its own process (default 1)")
     add_executor_options(parser)
 
 
