@@ -66,6 +66,30 @@ def test_book_extension_flags_the_build_for_the_kernels(monkeypatch):
     assert os.environ[notebook.BUILD_ENV] == "1" and notebook.static_widgets()
 
 
+def test_book_extension_turns_the_kernels_progress_bars_off(monkeypatch):
+    from threephase.training import progress_bars_off
+
+    ext = _load(ROOT / "book" / "_ext" / "book_site.py")
+    for name in ext.PROGRESS_BARS_OFF:
+        monkeypatch.setenv(name, "x")  # so that monkeypatch restores the variable's absence afterwards
+        monkeypatch.delenv(name)
+    assert not progress_bars_off()
+    ext.setup(_App())
+    assert {name: os.environ[name] for name in ext.PROGRESS_BARS_OFF} == ext.PROGRESS_BARS_OFF
+    assert progress_bars_off()
+
+
+def test_the_book_loads_no_widget_script_and_no_thebe():
+    # Offline-first: myst-nb's default widget scripts come from two CDNs, and sphinx-thebe (no Thebe button here)
+    # declared THEBE_JS_URL twice on every page
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["nb_ipywidgets_js"] == {}
+    assert "sphinx_thebe" not in config["extensions"] and "book_site" in config["extensions"]
+    assert config["nb_render_markdown_format"] == "gfm"
+
+
 @pytest.mark.parametrize("source, kept", [("book/performance.md", False), ("notebooks/01_data.ipynb", True)])
 def test_launch_buttons_only_on_notebook_pages(source, kept):
     ext = _load(ROOT / "book" / "_ext" / "book_site.py")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import pytest
 import torch
@@ -106,3 +107,23 @@ def test_an_unlearned_head_is_warned_about_with_only_the_settings_that_are_off(c
     assert f"validation {config.metric_for_best_model} 0.1" in warning
     assert ("ft.class_weights=balanced" in warning) == (config.class_weights != "balanced")
     assert ("ft.metric_for_best_model=macro_f1" in warning) == (config.metric_for_best_model != "macro_f1")
+
+
+@pytest.mark.parametrize("off", ["1", ""])
+def test_tqdm_disable_leaves_no_progress_bar_and_no_log_lines(tiny_data, capsys, monkeypatch, off):
+    # The book build sets TQDM_DISABLE for its kernels: a saved bar is frozen where the run ended ("Epoch 8/20"),
+    # and the trainer, without its bar, would print every logged loss instead (28 to 56 lines on a notebook page).
+    monkeypatch.setenv("TQDM_DISABLE", off)
+    body = load_body(packaged_model_path(), max_seq_length=32)
+    capsys.readouterr()  # loading bars are the Hub libraries' own (the book turns them off with their settings)
+    report = train_cl(body, tiny_data["train"]["text"], tiny_data["train"]["label"],
+                      CLConfig(learning_rate=5e-5, num_pairs=64, per_device_train_batch_size=16), logging_steps=1)
+    out = capsys.readouterr()
+    # tqdm reads $TQDM_DISABLE once, at import (a kernel of the book has it from the start); the trainer's own bar
+    # and log lines are what the phases must turn off themselves
+    printed = "\n".join(line for line in re.split(r"[\r\n]", out.out + out.err) if "widget examples" not in line)
+    assert len(report["loss_history"]) >= 4  # the losses are kept in the report either way
+    if off:
+        assert "'loss'" not in printed and "it/s" not in printed and "%|" not in printed, printed[-500:]
+    else:
+        assert "%|" in printed  # the bar a terminal shows (the check above can see one)

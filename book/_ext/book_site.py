@@ -5,6 +5,10 @@
 - The kernels the build starts get ``$THREEPHASE_BOOK_BUILD=1`` (threephase.notebook.BUILD_ENV): the notebooks then
   draw their widgets' initial state as static outputs instead of creating ipywidgets, whose cells can stall a
   headless execution until the cell timeout (notebook 01 once sat idle for 939 s).
+- The kernels also get the progress-bar switches of tqdm and of the Hub libraries (:data:`PROGRESS_BARS_OFF`): a bar
+  saved in a page is frozen where the run ended ("Epoch 8/20" after early stopping), and a notebook's bar is an
+  ipywidget whose scripts would come from a CDN. The phases pass tqdm's switch on to the trainer, which then keeps
+  its per-step losses in the run's report instead of printing them (threephase.training.progress_bars_off).
 - Launch buttons (Colab) only on pages made from a ``.ipynb`` file: a Markdown page with code cells (a MyST
   notebook, e.g. the performance page) has a kernelspec, so the theme would offer to open its ``.md`` in Colab,
   which cannot open it.
@@ -38,10 +42,15 @@ def _notebook_pages_only(app, pagename, templatename, context, doctree):
 
 
 BUILD_ENV = "THREEPHASE_BOOK_BUILD"
+# Each library's own setting: tqdm's (sentence-transformers' and the trainer's bars), huggingface_hub's (transformers'
+# loading bars) and datasets' (its map and download bars). They are read when the libraries are imported.
+PROGRESS_BARS_OFF = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
 def setup(app):
     os.environ.setdefault(BUILD_ENV, "1")  # the notebooks' kernels inherit the build's environment
+    for name, value in PROGRESS_BARS_OFF.items():
+        os.environ.setdefault(name, value)
     app.connect("config-inited", _check_mathjax)
     # After sphinx-book-theme's add_launch_buttons (priority 501).
     app.connect("html-page-context", _notebook_pages_only, priority=502)
