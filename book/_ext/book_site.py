@@ -9,6 +9,8 @@
   saved in a page is frozen where the run ended ("Epoch 8/20" after early stopping), and a notebook's bar is an
   ipywidget whose scripts would come from a CDN. The phases pass tqdm's switch on to the trainer, which then keeps
   its per-step losses in the run's report instead of printing them (threephase.training.progress_bars_off).
+- The presets' values that the pages state come from the library, as MyST substitutions
+  (:func:`threephase.presets.book_substitutions`): a page writes ``{{ cpu_ft_epochs }}``, never the number.
 - Launch buttons (Colab) only on pages made from a ``.ipynb`` file: a Markdown page with code cells (a MyST
   notebook, e.g. the performance page) has a kernelspec, so the theme would offer to open its ``.md`` in Colab,
   which cannot open it.
@@ -33,6 +35,34 @@ def _check_mathjax(app, config):
                           "run scripts/fetch_mathjax.sh (it fetches the pinned npm package), then build again")
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def result_substitutions(results: Path = RESULTS) -> dict[str, str]:
+    """The numbers the results page quotes in its prose, read from the committed Table 4 file and, for the paper's
+    own, from the library's copy of the paper's Table 4: ``{{ table4_cpu_ft_mean }}``, never a retyped number."""
+    import pandas as pd
+
+    from threephase.grid.tables import paper_accuracy
+    from threephase.presets import PAPER_MODELS
+
+    row = pd.read_csv(results / "table4_snips2_cpu.csv").iloc[0]
+    values = {"table4_cpu_ft_mean": row["ft mean"], "table4_cpu_ft_std": row["ft std"],
+              "table4_cpu_best_mean": max(row[c] for c in row.index if c.endswith(" mean")),
+              "table4_paper_ft": paper_accuracy(4, "snips2", PAPER_MODELS["minilm"], "ft"),
+              "table4_paper_three_phase": paper_accuracy(4, "snips2", PAPER_MODELS["minilm"], "three-phase"),
+              "table3_paper_sst2_roberta_three_phase": paper_accuracy(3, "sst2", PAPER_MODELS["roberta"], "three-phase"),
+              "table3_paper_sst2_roberta_ft": paper_accuracy(3, "sst2", PAPER_MODELS["roberta"], "ft")}
+    return {name: f"{value:.2f}" for name, value in values.items()}
+
+
+def _preset_substitutions(app, config):
+    from threephase.presets import book_substitutions
+
+    config.myst_substitutions = {**book_substitutions(), **result_substitutions(),
+                                 **(config.myst_substitutions or {})}
+
+
 def _notebook_pages_only(app, pagename, templatename, context, doctree):
     if Path(app.env.doc2path(pagename)).suffix == ".ipynb":
         return
@@ -52,6 +82,7 @@ def setup(app):
     for name, value in PROGRESS_BARS_OFF.items():
         os.environ.setdefault(name, value)
     app.connect("config-inited", _check_mathjax)
+    app.connect("config-inited", _preset_substitutions)
     # After sphinx-book-theme's add_launch_buttons (priority 501).
     app.connect("html-page-context", _notebook_pages_only, priority=502)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
