@@ -256,6 +256,11 @@ class PhaseTrainer(SentenceTransformerTrainer):
         super().__init__(*args, **kwargs)
         self.phase = phase
 
+    def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+        """No sentence-transformers model card (threephase writes its own, :mod:`threephase.model_card`): its
+        callback would sample "widget examples" while the trainer is built, a progress bar on every phase that no
+        setting turns off in a notebook (the hook sentence-transformers offers for this is overriding this method)."""
+
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None:
             warn_if_few_steps(self.phase, num_training_steps)
@@ -341,7 +346,6 @@ def train(
             loss=loss,
             callbacks=[SyncLossParameters(loss, body), state, *callbacks],
         )
-        trainer.remove_callback(trainer.model_card_callback_class)  # we write our own model card
         if args.disable_tqdm:  # without a bar the trainer prints every log line instead; the report keeps them
             trainer.remove_callback(PrinterCallback)
         if checkpoint is not None:
