@@ -9,7 +9,8 @@ missing on a notebook page of a CI-size build, or shown on a notebook page of an
 left as raw text (a paragraph of ``| a | b |`` rows: CommonMark rendering has no tables); a PNG (every PNG of the
 book is a plot with labels) drawn at less than ``--min-scale`` of its natural width, where its text shrinks below
 a readable size; a figure caption whose text contrast with its background is below 4.5:1 (WCAG AA); an output line
-of a notebook cut at the right edge (wider than its box); a request off this machine (a CDN script) or a
+of a notebook cut at the right edge (wider than its box); a progress bar saved in an output (frozen where the run
+ended); a request off this machine (a CDN script) or a
 JavaScript error on any page.
 
     python scripts/check_book.py [--html _build/html] [--math-page book/method.html] [--size ci]
@@ -76,6 +77,10 @@ INSPECT = """async () => {
       }
       return {text: e.textContent.trim().slice(0, 60), color: style.color, background: back || 'rgb(255, 255, 255)'};
     }),
+    // a progress bar saved in a page stays where the run ended: a widget (its script tag), a <progress>, "40%|"
+    progress_bars: Array.from(document.querySelectorAll('.cell_output')).filter(e =>
+        e.querySelector('progress, script[type="application/vnd.jupyter.widget-view+json"]')
+        || /\\d+%\\|/.test(e.textContent)).map(e => e.textContent.trim().slice(0, 60)),
     text_color: (() => { const p = Array.from(document.querySelectorAll('article p')).find(e => !e.closest('figure'));
                          return p ? getComputedStyle(p).color : null; })(),
     cut_outputs: Array.from(document.querySelectorAll('.cell_output pre, .output pre'))
@@ -180,6 +185,7 @@ def problems_of(seen: dict, name: str, *, math_page: bool, size: str, min_scale:
     problems += [f"figure too small to read: {line}" for line in shrunk_images(seen.get("pngs", []), min_scale)]
     problems += faint_captions(seen.get("captions", []), seen.get("text_color"))
     problems += [f"output line cut at the right edge: {line}..." for line in seen.get("cut_outputs", [])]
+    problems += [f"a frozen progress bar in an output: {text}..." for text in seen.get("progress_bars", [])]
     problems += [f"request off this machine (refused offline): {url}" for url in sorted(set(refused))]
     problems += [f"JavaScript error: {error}" for error in sorted(set(js_errors))]
     if name.startswith("notebooks/"):

@@ -114,13 +114,15 @@ def test_check_book_fails_on_what_a_reader_cannot_read():
                   {"text": "Fig. 2", "color": "rgb(34, 34, 34)", "background": "rgb(255, 255, 255)"}],
         text_color="rgb(34, 34, 34)",
         cut_outputs=['{"accuracy": 0.97, "macro_precision"'],
+        progress_bars=["Epoch 8/20"],
     )
     problems = check.problems_of(seen, "notebooks/05.html", math_page=False, size="",
                                  refused=["https://cdnjs.cloudflare.com/require.min.js"],
                                  js_errors=["Identifier 'THEBE_JS_URL' has already been declared"])
     assert [p.split(":")[0] for p in problems] == [
         "raw Markdown table in the text", "figure too small to read", "caption 'Fig. 1' has contrast 7.4",
-        "output line cut at the right edge", "request off this machine (refused offline)", "JavaScript error"]
+        "output line cut at the right edge", "a frozen progress bar in an output", "request off this machine (refused "
+        "offline)", "JavaScript error"]
     assert "fig8.png drawn at 0.30" in problems[1]
     assert check.problems_of(_seen(), "notebooks/05.html", math_page=False, size="") == []
     assert check.contrast("rgb(0, 0, 0)", "rgb(255, 255, 255)") == pytest.approx(21)
@@ -142,6 +144,7 @@ def test_check_book_reads_a_page_in_chromium(tmp_path):
         "<html><body><article><p>| a | b |\n| --- | --- |</p><figure><img src='wide.png' style='width:400px'>"
         "<figcaption style='color: #aaa'>Fig. 1 faint</figcaption></figure><p>text</p>"
         "<div class='cell_output'><pre style='width:100px;overflow:auto'>" + "x" * 300 + "</pre></div>"
+        "<div class='cell_output'><pre>Epoch 8/20 <progress value='8' max='20'></progress></pre></div>"
         "<script src='https://cdn.example.org/x.js'></script></article></body></html>")
     server, base = check.serve(tmp_path)
     from playwright.sync_api import sync_playwright
@@ -156,7 +159,8 @@ def test_check_book_reads_a_page_in_chromium(tmp_path):
         server.shutdown()
     assert [p.split(":")[0] for p in problems] == [
         "raw Markdown table in the text", "figure too small to read", "caption 'Fig. 1 faint' has contrast 2.3",
-        "output line cut at the right edge", "request off this machine (refused offline)"]
+        "output line cut at the right edge", "a frozen progress bar in an output",
+        "request off this machine (refused offline)"]
 
 
 def test_both_builds_read_the_book_offline():

@@ -7,8 +7,9 @@
   headless execution until the cell timeout (notebook 01 once sat idle for 939 s).
 - The kernels also get the progress-bar switches of tqdm and of the Hub libraries (:data:`PROGRESS_BARS_OFF`): a bar
   saved in a page is frozen where the run ended ("Epoch 8/20" after early stopping), and a notebook's bar is an
-  ipywidget whose scripts would come from a CDN. The phases pass tqdm's switch on to the trainer, which then keeps
-  its per-step losses in the run's report instead of printing them (threephase.training.progress_bars_off).
+  ipywidget whose scripts would come from a CDN. The Hub libraries' switches silence the loading bars; tqdm's own
+  notebook bar ignores its switch, so the phases read it (threephase.training.progress_bars_off) and turn the
+  trainer's bar off themselves, keeping its per-step losses in the run's report instead of printing them.
 - The presets' values that the pages state come from the library, as MyST substitutions
   (:func:`threephase.presets.book_substitutions`): a page writes ``{{ cpu_ft_epochs }}``, never the number.
 - Launch buttons (Colab) only on pages made from a ``.ipynb`` file: a Markdown page with code cells (a MyST
@@ -72,8 +73,9 @@ def _notebook_pages_only(app, pagename, templatename, context, doctree):
 
 
 BUILD_ENV = "THREEPHASE_BOOK_BUILD"
-# Each library's own setting: tqdm's (sentence-transformers' and the trainer's bars), huggingface_hub's (transformers'
-# loading bars) and datasets' (its map and download bars). They are read when the libraries are imported.
+# Each library's own setting: tqdm's (text bars; the phases pass it on to the trainer), huggingface_hub's
+# (transformers' loading bars) and datasets' (its map and download bars). They are read when the libraries are
+# imported, which in a kernel comes after this.
 PROGRESS_BARS_OFF = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
