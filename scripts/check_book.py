@@ -75,7 +75,8 @@ INSPECT = """async () => {
         const c = getComputedStyle(n).backgroundColor;
         if (c && c !== 'transparent' && !/rgba\\(.*,\\s*0\\)$/.test(c)) back = c;
       }
-      return {text: e.textContent.trim().slice(0, 60), color: style.color, background: back || 'rgb(255, 255, 255)'};
+      return {text: e.textContent.trim().slice(0, 60), color: style.color, background: back || 'rgb(255, 255, 255)',
+              weight: parseInt(style.fontWeight, 10)};
     }),
     // a progress bar saved in a page stays where the run ended: a widget (its script tag), a <progress>, "40%|"
     progress_bars: Array.from(document.querySelectorAll('.cell_output')).filter(e =>
@@ -130,6 +131,8 @@ def faint_captions(captions: list[dict], text_color: str | None = None) -> list[
         floor = max(MIN_CONTRAST, 0.9 * contrast(text_color, c["background"]) if text_color else 0)
         if ratio < floor:
             faint.append(f"caption '{c['text']}' has contrast {ratio:.1f}:1, fainter than the text's {floor:.1f}:1")
+        elif c.get("weight", 400) < 400:
+            faint.append(f"caption '{c['text']}' is set in a light font (weight {c['weight']})")
     return faint
 
 

@@ -111,7 +111,8 @@ def test_check_book_fails_on_what_a_reader_cannot_read():
                     "the table below"],
         pngs=[{"src": "fig8.png", "natural": 2256, "shown": 680.0}, {"src": "ok.png", "natural": 700, "shown": 680.0}],
         captions=[{"text": "Fig. 1", "color": "rgb(72, 86, 107)", "background": "rgb(255, 255, 255)"},
-                  {"text": "Fig. 2", "color": "rgb(34, 34, 34)", "background": "rgb(255, 255, 255)"}],
+                  {"text": "Fig. 2", "color": "rgb(34, 34, 34)", "background": "rgb(255, 255, 255)"},
+                  {"text": "Fig. 3", "color": "rgb(34, 34, 34)", "background": "rgb(255, 255, 255)", "weight": 300}],
         text_color="rgb(34, 34, 34)",
         cut_outputs=['{"accuracy": 0.97, "macro_precision"'],
         progress_bars=["Epoch 8/20"],
@@ -121,7 +122,8 @@ def test_check_book_fails_on_what_a_reader_cannot_read():
                                  js_errors=["Identifier 'THEBE_JS_URL' has already been declared"])
     assert [p.split(":")[0] for p in problems] == [
         "raw Markdown table in the text", "figure too small to read", "caption 'Fig. 1' has contrast 7.4",
-        "output line cut at the right edge", "a frozen progress bar in an output", "request off this machine (refused "
+        "caption 'Fig. 3' is set in a light font (weight 300)", "output line cut at the right edge",
+        "a frozen progress bar in an output", "request off this machine (refused "
         "offline)", "JavaScript error"]
     assert "fig8.png drawn at 0.30" in problems[1]
     assert check.problems_of(_seen(), "notebooks/05.html", math_page=False, size="") == []
