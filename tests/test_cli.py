@@ -1,6 +1,8 @@
 """The command line: help, a small run, and one clear error (no traceback, nothing written) per bad input."""
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -205,3 +207,32 @@ def test_help_names_every_file_type_that_data_dir_reads(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for suffix in (".csv", ".tsv", ".jsonl", ".json", ".parquet"):
         assert suffix in text
+
+
+def _commands():
+    from threephase.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", ["run", "reproduce", "experiment", "search"])
+def test_help_names_only_options_the_command_has(command):
+    # search shares the executor options with the grid commands but has no --jobs pool; its help must not send a
+    # reader to one
+    parser = _commands()[command]
+    own = {s for a in parser._actions for s in a.option_strings}
+    texts = [parser.description or "", parser.epilog or ""] + [a.help or "" for a in parser._actions]
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", " ".join(texts)))
+    assert named - own == set()
+
+
+@pytest.mark.parametrize("command", ["run", "reproduce", "experiment", "search"])
+def test_help_states_every_default(command):
+    # a default the reader cannot see is one they cannot plan for (experiment --out writes beside the book's run)
+    parser = _commands()[command]
+    silent = [a.option_strings[0] for a in parser._actions
+              if a.option_strings and a.default not in (None, False, [], argparse.SUPPRESS)
+              and "default" not in (a.help or "") and a.dest != "help"]
+    assert silent == []

@@ -122,3 +122,60 @@ def test_an_upward_import_is_caught(tmp_path, source, wrong):
     jobs.write_text(source)
     assert wrong in upward_imports(jobs, package)
     assert bool(cli_imports(package)) == ("cli" in source)
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the library modules it imports (at the top or inside a function). Packages (``__init__``) are left
+    out: Python imports a package before any of its modules, so an edge to one says nothing about the order."""
+    paths = {module_name(p, package): p for p in package.rglob("*.py") if p.name != "__init__.py"}
+    return {name: {m for _, m in imported_modules(path, package) if m in paths and m != name}
+            for name, path in paths.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each as a sorted list: a group is a set of
+    modules that import each other, directly or through others."""
+    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_library_modules_import_each_other():
+    # An import on use inside a function hides a circle from Python but not from a reader: the modules still
+    # cannot be understood, tested or moved one without the other.
+    assert import_cycles(import_graph()) == []
+
+
+def test_import_cycles_finds_a_circle_through_a_function_level_import(tmp_path):
+    package = tmp_path / "threephase"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from .b import thing\n")
+    (package / "b.py").write_text("def thing():\n    from . import c\n")
+    (package / "c.py").write_text("import threephase.a\n")
+    (package / "d.py").write_text("from .a import thing\n")
+    assert import_cycles(import_graph(package)) == [["threephase.a", "threephase.b", "threephase.c"]]

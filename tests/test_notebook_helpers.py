@@ -209,3 +209,13 @@ def test_the_committed_table4_runs_are_the_cpu_preset_as_it_is_now():
     records = notebook.saved_runs(path, configs)
     assert all(r is not None for r in records)
     assert [(r["variant"], r["seed"]) for r in records] == [(c.variant, c.seed) for c in configs]
+
+
+def test_the_committed_table4_is_what_the_code_writes_from_the_committed_runs():
+    # the results page includes table4_snips2_cpu.md: its numbers come from the runs file, never retyped
+    from threephase.grid.tables import aggregate, to_markdown
+
+    results = Path(__file__).resolve().parents[1] / "book" / "results"
+    records = [json.loads(line)["record"] for line in (results / "table4_snips2_cpu_runs.jsonl").read_text().splitlines()
+               if line.strip()]
+    assert (results / "table4_snips2_cpu.md").read_text() == to_markdown(aggregate(records, table=4))

@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from threephase import CLConfig, load_body, run, train_cl
+from threephase import CLConfig, FTConfig, load_body, preset_config, run, train_cl
+from threephase.finetune import chance_report
 from threephase.models import packaged_model_path
 from threephase.training import MIN_STEPS, linear_schedule, warmup_then_linear
 
@@ -65,3 +66,63 @@ def test_one_step_phases_train_warn_and_record_chance(tiny_data, caplog, frozen)
     assert ft["chance_loss"] == pytest.approx(math.log(7))
     kept = next(e for e in ft["epochs"] if e["epoch"] == ft["best_epoch"])
     assert ft["validation_loss_below_chance"] == pytest.approx(math.log(7) - kept["validation_loss"])
+
+
+def _kept(loss: float, accuracy: float, macro_f1: float) -> dict:
+    return {"best_epoch": 3, "epochs": [{"epoch": 3, "validation_loss": loss, "validation_accuracy": accuracy,
+                                         "validation_macro_f1": macro_f1}]}
+
+
+def _warnings(caplog, level=logging.WARNING) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def test_an_under_confident_head_that_ranks_well_is_not_called_unlearned(caplog):
+    # notebook 04's frozen-body run: a loss near ln 7 at 85.7% validation accuracy, far above chance (1/7)
+    config = FTConfig(freeze_body=True)
+    with caplog.at_level(logging.INFO, logger="threephase"):
+        chance_report(_kept(0.95 * math.log(7), 0.857, 0.85), 7, config)
+    assert _warnings(caplog) == []
+
+
+def test_an_over_confident_head_is_not_called_below_chance(caplog):
+    # the full sst5 under the cpu preset: loss 2.120 > ln 5 = 1.609 at validation macro-F1 0.465 (chance 0.2)
+    config = preset_config("cpu", "sst5").ft
+    with caplog.at_level(logging.INFO, logger="threephase"):
+        report = chance_report(_kept(2.120, 0.494, 0.465), 5, config)
+    assert _warnings(caplog) == []
+    [note] = _warnings(caplog, logging.INFO)
+    assert "above chance" in note and "over-confident" in note and "below" not in note
+    assert report["validation_loss_below_chance"] == pytest.approx(math.log(5) - 2.120)
+
+
+@pytest.mark.parametrize("preset", ["paper", "cpu"])
+def test_an_unlearned_head_is_warned_about_with_only_the_settings_that_are_off(caplog, preset):
+    config = preset_config(preset, "snips2").ft
+    with caplog.at_level(logging.WARNING, logger="threephase"):
+        chance_report(_kept(2.1, 0.16, 0.15), 7, config)
+    [warning] = _warnings(caplog)
+    assert "hardly learned" in warning and "above chance (ln 7" in warning
+    assert f"validation {config.metric_for_best_model} 0.1" in warning
+    assert ("ft.class_weights=balanced" in warning) == (config.class_weights != "balanced")
+    assert ("ft.metric_for_best_model=macro_f1" in warning) == (config.metric_for_best_model != "macro_f1")
+
+
+@pytest.mark.parametrize("off", ["1", ""])
+def test_tqdm_disable_leaves_no_progress_bar_and_no_log_lines(tiny_data, capsys, monkeypatch, off):
+    # The book build sets TQDM_DISABLE for its kernels: a saved bar is frozen where the run ended ("Epoch 8/20"),
+    # and the trainer, without its bar, would print every logged loss instead (28 to 56 lines on a notebook page).
+    monkeypatch.setenv("TQDM_DISABLE", off)
+    body = load_body(packaged_model_path(), max_seq_length=32)
+    capsys.readouterr()  # loading bars are the Hub libraries' own (the book turns them off with their settings)
+    report = train_cl(body, tiny_data["train"]["text"], tiny_data["train"]["label"],
+                      CLConfig(learning_rate=5e-5, num_pairs=64, per_device_train_batch_size=16), logging_steps=1)
+    out = capsys.readouterr()
+    # the trainer's own bar and log lines, and the model card's "widget examples" bar, are the phases' to turn off
+    printed = out.out + out.err
+    assert len(report["loss_history"]) >= 4  # the losses are kept in the report either way
+    if off:
+        assert "'loss'" not in printed and "it/s" not in printed and "%|" not in printed, printed[-500:]
+        assert "widget examples" not in printed
+    else:
+        assert "%|" in printed  # the bar a terminal shows (the check above can see one)

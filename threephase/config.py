@@ -211,8 +211,6 @@ class RunConfig:
                 f"data.imbalance_factor must be at least 1 (the largest / smallest class ratio), got "
                 f"{self.data.imbalance_factor}; use null for the data's own proportions."
             )
-        from .data_checks import check_data_settings  # it reads this module: import on use
-
         check_data_settings(self.data)
         if self.data.max_unlabelled_samples is not None and self.data.max_unlabelled_samples < 1:
             raise ThreePhaseError(
@@ -396,3 +394,15 @@ def read_json_overrides(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ThreePhaseError(f"Config file {str(path)!r} must hold a JSON object of settings.")
     return values
+
+
+def check_data_settings(config: DataConfig) -> None:
+    """Refuse data settings that contradict each other (:meth:`RunConfig.validate` calls this before any folder
+    exists; :func:`threephase.data.load_data` too, for data loaded without a run)."""
+    if config.imbalance_factor is not None and config.train_per_class is not None:
+        raise ThreePhaseError(
+            f"data.imbalance_factor={config.imbalance_factor} and data.train_per_class={config.train_per_class} "
+            "cancel each other: the long tail is drawn first, then train_per_class takes the same number of every "
+            "class, which makes the classes balanced again. For a long-tailed subset use data.max_train_samples "
+            "(it sizes the tail) with data.imbalance_factor, or drop one of the two settings."
+        )

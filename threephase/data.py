@@ -20,9 +20,9 @@ import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Value
 from sklearn.model_selection import train_test_split
 
-from .config import DataConfig
+from .config import DataConfig, check_data_settings
 from .errors import ThreePhaseError
-from .data_checks import bad_encoding_line, check_data_settings, check_label_values, warn_about_splits
+from .data_checks import bad_encoding_line, check_label_values, warn_about_splits
 from .sampling import long_tail, subsample  # noqa: F401  (subsample is part of this module's API)
 
 logger = logging.getLogger(__name__)

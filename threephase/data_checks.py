@@ -1,5 +1,6 @@
 """Checks of the data that explain what would otherwise fail late or silently: unreadable files, blank or mixed
-labels, contradicting settings, splits that cannot end well. They name the problem and the fix."""
+labels, splits that cannot end well. They name the problem and the fix. (Settings that contradict each other are
+refused by :func:`threephase.config.check_data_settings`, next to the settings themselves.)"""
 
 from __future__ import annotations
 
@@ -8,21 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import DataConfig
 from .errors import ThreePhaseError
 
 logger = logging.getLogger(__name__)
-
-
-def check_data_settings(config: DataConfig) -> None:
-    """Refuse data settings that contradict each other (run's validate() calls this before any folder exists)."""
-    if config.imbalance_factor is not None and config.train_per_class is not None:
-        raise ThreePhaseError(
-            f"data.imbalance_factor={config.imbalance_factor} and data.train_per_class={config.train_per_class} "
-            "cancel each other: the long tail is drawn first, then train_per_class takes the same number of every "
-            "class, which makes the classes balanced again. For a long-tailed subset use data.max_train_samples "
-            "(it sizes the tail) with data.imbalance_factor, or drop one of the two settings."
-        )
 
 
 def warn_about_splits(frames: dict[str, pd.DataFrame], names: list[str], benchmark: bool = False) -> None:

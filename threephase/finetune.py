@@ -24,8 +24,8 @@ from transformers import TrainerCallback
 
 from .classifier import ClassificationLoss, MLPHead, ThreePhaseClassifier
 from .config import FTConfig
-from .training import (from_main_process, is_main_process, linear_schedule, train, training_arguments,
-                       warn_if_few_steps, world_size)
+from .training import (from_main_process, is_main_process, linear_schedule, progress_bars_off, train,
+                       training_arguments, warn_if_few_steps, world_size)
 
 logger = logging.getLogger(__name__)
 
@@ -124,24 +124,46 @@ class EarlyStopping(TrainerCallback):
         self.best_state = tensors or None
 
 
-# Below this share of the chance loss ln K, a head has learned something; above it, it guesses (and says so).
+# Below this share of the chance loss ln K, a head has learned something; above it, it may be guessing.
 LEARNED_BELOW_CHANCE = 0.9
+# A selection score this far from chance (1/K) towards 1 is learning, whatever the loss says: an under-confident
+# head (a frozen body's) keeps its loss near ln K while it ranks the classes well, and an over-confident one's loss
+# rises above ln K on a few confident mistakes.
+LEARNED_SCORE_MARGIN = 0.25
 
 
-def chance_report(report: dict[str, Any], num_labels: int) -> dict[str, Any]:
-    """How far the kept epoch's validation loss fell below chance: ln K nats, the loss of a uniform guess over K
-    classes. A phase 3 that ends near ln K has not learned, whatever its accuracy says; a warning then names the
-    settings that give it more to learn with."""
+def chance_report(report: dict[str, Any], num_labels: int, config: FTConfig | None = None) -> dict[str, Any]:
+    """The kept epoch against chance: its validation loss against ln K nats (a uniform guess over K classes), and
+    its selection score (``config.metric_for_best_model``) against 1/K.
+
+    A warning says that the head has hardly learned only when both are near chance; it then names only the
+    settings that are not already on. A loss above ln K with a score well above chance is an over-confident head,
+    not an unlearned one: that is logged as information."""
     chance = math.log(num_labels)
     best_epoch = report["best_epoch"]
     kept = next((e for e in report["epochs"] if e["epoch"] == best_epoch), None)
     loss = kept["validation_loss"] if kept else math.nan
-    if kept and loss > LEARNED_BELOW_CHANCE * chance and is_main_process():
+    metric = config.metric_for_best_model if config is not None else "accuracy"
+    score = kept.get(f"validation_{metric}") if kept else None
+    chance_score = 1 / num_labels
+    learned_score = score is not None and score >= chance_score + LEARNED_SCORE_MARGIN * (1 - chance_score)
+    relation = "below" if loss < chance else "above" if loss > chance else "at"
+    scored = f"validation {metric} {score:.3f} (chance {chance_score:.3f})" if score is not None else "no score"
+    if kept and loss > LEARNED_BELOW_CHANCE * chance and not learned_score and is_main_process():
+        advice = ["more steps (ft.num_train_epochs" + (f", now {config.num_train_epochs})" if config else ")"),
+                  "higher learning rates (ft.learning_rate, ft.head_learning_rate)"]
+        if config is None or config.class_weights != "balanced":
+            advice.append("on imbalanced classes ft.class_weights=balanced")
+        if metric != "macro_f1":
+            advice.append("ft.metric_for_best_model=macro_f1")
         logger.warning(
-            "Phase 3 / FT kept epoch %d with validation loss %.3f nats, barely below chance (ln %d = %.3f): the head "
-            "has hardly learned. Give it more steps (ft.num_train_epochs), higher learning rates (ft.learning_rate, "
-            "ft.head_learning_rate), and on imbalanced classes ft.class_weights=balanced with "
-            "ft.metric_for_best_model=macro_f1.", best_epoch, loss, num_labels, chance)
+            "Phase 3 / FT kept epoch %d with %s and validation loss %.3f nats, %s chance (ln %d = %.3f): the head "
+            "has hardly learned. Give it %s.", best_epoch, scored, loss, relation, num_labels, chance,
+            ", ".join(advice[:-1]) + " and " + advice[-1] if len(advice) > 1 else advice[0])
+    elif kept and loss > chance and learned_score and is_main_process():
+        logger.info(
+            "Phase 3 / FT kept epoch %d with %s and validation loss %.3f nats, above chance (ln %d = %.3f): the "
+            "head is over-confident on its mistakes, not unlearned.", best_epoch, scored, loss, num_labels, chance)
     return {"chance_loss": chance, "best_validation_loss": loss, "validation_loss_below_chance": chance - loss}
 
 
@@ -170,7 +192,7 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
     weights = balanced_class_weights(train_data["label"], len(label_names)) if config.class_weights else None
     if config.freeze_body:
         report = _train_head_on_vectors(classifier, train_data, validation, config, seed, logging_steps, weights)
-        return classifier, report | chance_report(report, len(label_names))
+        return classifier, report | chance_report(report, len(label_names), config)
     stopper = EarlyStopping(classifier, lambda: evaluate_split(classifier, validation["text"], validation["label"],
                                                                config.per_device_eval_batch_size), config)
     args = training_arguments(
@@ -185,7 +207,7 @@ def train_ft(body: SentenceTransformer, train_data: Dataset, validation: Dataset
     stopper.restore_best()
     classifier.head.eval()
     report = report | {"epochs": stopper.history, "best_epoch": stopper.best_epoch}
-    return classifier, report | chance_report(report, len(label_names))
+    return classifier, report | chance_report(report, len(label_names), config)
 
 
 def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset, validation: Dataset,
@@ -225,7 +247,7 @@ def _train_head_on_vectors(classifier: ThreePhaseClassifier, train_data: Dataset
     body.requires_grad_(False)
     try:
         for epoch in tqdm(range(1, config.num_train_epochs + 1), desc="phase 3 (frozen body)",
-                          disable=not is_main_process()):
+                          disable=not is_main_process() or progress_bars_off()):
             head.train()
             order = torch.randperm(len(labels), generator=generator).to(labels.device)
             epoch_losses = []

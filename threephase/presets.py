@@ -151,3 +151,34 @@ def config_from_options(args) -> RunConfig:
                 "seed": args.seed, "device": args.device, "output_dir": output}
     config = apply_overrides(config, {k: v for k, v in explicit.items() if v is not None})
     return apply_overrides(config, parse_set_options(args.set))
+
+
+def book_substitutions() -> dict[str, str]:
+    """The preset values the book's pages state, as MyST substitutions (``book/_ext/book_site.py`` hands them to
+    the build): a page writes ``{{ cpu_ft_epochs }}``, not the number, so that it cannot drift from the preset.
+
+    ``paper_*`` values are the `paper` preset's default row (all-MiniLM-L12-v2 on snips2) where Table 5 varies."""
+    from .pipeline import VARIANTS
+
+    cpu, paper = preset_config("cpu", "snips2"), preset_config("paper", "snips2")
+    metric = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+    values = {
+        "cpu_model": CPU_MODEL.split("/")[-1], "paper_model": PAPER_MODELS["minilm"].split("/")[-1],
+        "cpu_train": cpu.data.max_train_samples, "cpu_validation": cpu.data.max_validation_samples,
+        "cpu_test": cpu.data.max_test_samples, "cpu_max_length": cpu.max_seq_length,
+        "cpu_dae_reps": cpu.dae.num_train_epochs, "cpu_deletion_ratio": cpu.dae.deletion_ratio,
+        "cpu_pair_multiplier": cpu.cl.pair_multiplier, "cpu_batch": cpu.ft.per_device_train_batch_size,
+        "cpu_dae_lr": cpu.dae.learning_rate, "cpu_cl_lr": cpu.cl.learning_rate,
+        "cpu_ft_lr": cpu.ft.learning_rate, "cpu_ft_head_lr": cpu.ft.head_learning_rate,
+        "cpu_ft_epochs": cpu.ft.num_train_epochs, "cpu_ft_min_epochs": cpu.ft.min_epochs,
+        "cpu_ft_patience": cpu.ft.patience, "cpu_ft_metric": metric[cpu.ft.metric_for_best_model],
+        "paper_ft_epochs": paper.ft.num_train_epochs, "paper_ft_min_epochs": paper.ft.min_epochs,
+        "paper_ft_patience": paper.ft.patience, "paper_ft_metric": metric[paper.ft.metric_for_best_model],
+        "paper_ft_lr": paper.ft.learning_rate, "paper_batch": paper.ft.per_device_train_batch_size,
+        "paper_warmup_epochs": round(paper.ft.warmup_ratio * paper.ft.num_train_epochs, 1),
+        "min_ratio": cpu.imbalance.min_ratio, "max_ratio": cpu.imbalance.max_ratio,
+        "extra_imb_max_ratio": VARIANTS["extra-imb"].max_ratio,
+        "head_hidden_size": cpu.ft.head_hidden_size, "head_dropout": cpu.ft.dropout,
+        "warmup_ratio": cpu.ft.warmup_ratio, "warmup_percent": round(100 * cpu.ft.warmup_ratio),
+    }
+    return {name: f"{value:g}" if isinstance(value, float) else str(value) for name, value in values.items()}

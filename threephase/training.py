@@ -27,7 +27,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import SchedulerType, TrainerCallback
+from transformers import PrinterCallback, SchedulerType, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from .errors import ThreePhaseError
@@ -188,6 +188,13 @@ def check_training_args(user: dict[str, Any], name: str = "training_args") -> No
         )
 
 
+def progress_bars_off() -> bool:
+    """True when tqdm's own setting ``$TQDM_DISABLE`` turns progress bars off (the book build sets it for its
+    kernels: a bar saved in a page is frozen where the run ended, and a notebook's bar is a widget whose script would
+    come from a CDN). The trainer's bar does not read tqdm's setting, so the phases pass it on."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
+
+
 def training_arguments(
     settings: Any,
     *,
@@ -224,7 +231,7 @@ def training_arguments(
         save_total_limit=2,  # the newest may be cut short by a kill; the one before it is then complete
         report_to="none",
         use_cpu=device == "cpu" or not torch.cuda.is_available(),
-        disable_tqdm=not is_main_process(),
+        disable_tqdm=not is_main_process() or progress_bars_off(),
         ddp_find_unused_parameters=True,  # BERT-style poolers and the unused decoder layers get no gradient
     )
     values.update(trainer_arguments(resolve_precision(precision, "cpu" if values["use_cpu"] else None)))
@@ -280,6 +287,11 @@ class PhaseTrainer(SentenceTransformerTrainer):
     def __init__(self, *args: Any, phase: str, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.phase = phase
+
+    def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+        """No sentence-transformers model card (threephase writes its own, :mod:`threephase.model_card`): its
+        callback would sample "widget examples" while the trainer is built, a progress bar on every phase that no
+        setting turns off in a notebook (the hook sentence-transformers offers for this is overriding this method)."""
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None:
@@ -366,7 +378,8 @@ def train(
             loss=loss,
             callbacks=[SyncLossParameters(loss, body), state, *callbacks],
         )
-        trainer.remove_callback(trainer.model_card_callback_class)  # we write our own model card
+        if args.disable_tqdm:  # without a bar the trainer prints every log line instead; the report keeps them
+            trainer.remove_callback(PrinterCallback)
         if checkpoint is not None:
             logger.info("Resuming from %s", checkpoint)
             state.load(checkpoint)

@@ -212,7 +212,7 @@ def add_experiment_parser(commands) -> None:
     parser.add_argument("--draws", type=int, help="data draws per setting (default: each setting's own; full-sst5 "
                         "has one)")
     parser.add_argument("--seeds", help="a count (3 = seeds 0-2) or a list (default: each setting's own, 3)")
-    parser.add_argument("--size", default="full", choices=tuple(SIZES), help="full (the book's) or smallest (CI's)")
+    parser.add_argument("--size", default="full", choices=tuple(SIZES), help="full (the book's; default) or smallest (CI's)")
     parser.add_argument("--model", default=CPU_MODEL, help="the body (default: all-MiniLM-L6-v2)")
     parser.add_argument("--out", default="reproductions/phases-help",
                         help="output folder (default: reproductions/phases-help)")
@@ -222,7 +222,7 @@ def add_experiment_parser(commands) -> None:
                         help="override one setting in every run, after the setting's own (repeatable)")
     parser.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="rerun runs that already have results.json")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cells at once, each in its own process")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cells at once, each in its own process (default 1)")
     add_executor_options(parser)
 
 

@@ -50,12 +50,13 @@ class ExecutorOptions:
     queued: list[str] = field(default_factory=list)  # filled per grid: cells not finished when this call ends
 
 
-def add_executor_options(parser: argparse.ArgumentParser, unit: str = "cell") -> None:
+def add_executor_options(parser: argparse.ArgumentParser, unit: str = "cell", pool: bool = True) -> None:
+    """The cluster options; ``pool``: the command also has a ``--jobs`` pool of local processes (search has not)."""
     group = parser.add_argument_group("cluster (needs submitit: pip install 'threephase[cluster]')")
     group.add_argument("--executor", choices=("local", "slurm"),
                        help=f"run each {unit} as a submitit job: slurm submits them to SLURM (logs in "
                             "<out>/slurm/<job id>/), local runs the same jobs as processes here (default: no "
-                            "executor, in this process or the --jobs pool)")
+                            f"executor, in this process{' or the --jobs pool' if pool else ''})")
     group.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the jobs (local does)")
     group.add_argument("--retry-failed", action="store_true", help=f"submit the {unit}s whose job failed again")
     group.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's)")

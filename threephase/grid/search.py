@@ -353,12 +353,12 @@ def add_search_parser(commands) -> None:
                         help="finished trials the study should hold (default 20; a resumed study runs the rest)")
     parser.add_argument("--storage", help="Optuna RDB URL of the study (default: sqlite:///<out>/study.db)")
     parser.add_argument("--study-name", help="default: <dataset>-<variant>")
-    parser.add_argument("--metric", default="macro_f1", choices=METRICS, help="validation score to maximise")
+    parser.add_argument("--metric", default="macro_f1", choices=METRICS, help="validation score to maximise (default: macro_f1)")
     parser.add_argument("--out", required=True, help="folder for study.db, best_config.json, trials.csv/.png, trials/")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="with --executor: N jobs that share the study, each running trials until it holds "
                              "--n-trials finished ones (default 1)")
-    add_executor_options(parser, unit="search worker")
+    add_executor_options(parser, unit="search worker", pool=False)
 
 
 def search_command(args: argparse.Namespace) -> int:
