@@ -25,7 +25,7 @@ examples:
   python -m threephase run --dataset snips2 --variant three-phase --preset cpu --output runs/snips2-3p
   python -m threephase run --data-dir my_csv_folder --variant ft --preset cpu --seed 1 --output runs/mine
   python -m threephase run --dataset sst2 --preset paper --set ft.learning_rate=2e-5 --output runs/sst2
-  python -m threephase compare --data-dir my_csv_folder --draws 3 --train-per-class 16 --out cmp   # does it help?
+  python -m threephase compare --help     # does 3-Phase help on your data? every method against FT
 """
 
 

@@ -192,7 +192,7 @@ output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out
            phases_help_design.md, phases_help_long_tail.png, phases_help_paper.md (full-sst5 beside the paper)
 rerun:     the same command skips the runs the runs file or the run folders hold and resumes killed ones;
            --report rebuilds the files from <out>/phases_help_runs.jsonl without running anything (after adding
-           any <out>/<setting>/runs/<name>/ that a plain `run --output` wrote, named as the experiment names it)
+           any <out>/<setting>/runs/<name>/ that a plain `run` wrote there, named as the experiment names it)
 
 examples:
   python -m threephase experiment --settings long-tail,long-tail-equal-pairs --out reproductions/phases-help
