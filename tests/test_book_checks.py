@@ -67,7 +67,7 @@ def test_book_extension_flags_the_build_for_the_kernels(monkeypatch):
 
 
 def test_book_extension_turns_the_kernels_progress_bars_off(monkeypatch):
-    from threephase.training import progress_bars_off
+    from threephase.logs import progress_bars_off
 
     ext = _load(ROOT / "book" / "_ext" / "book_site.py")
     for name in ext.PROGRESS_BARS_OFF:
@@ -170,3 +170,16 @@ def test_both_builds_read_the_book_offline():
     for path in (ROOT / ".ci" / "run", ROOT / ".github" / "workflows" / "book.yml"):
         text = path.read_text()
         assert text.index("python scripts/check_book.py") > text.index("jupyter-book build"), path
+
+
+def test_every_progress_bar_of_the_library_obeys_the_book_s_switch():
+    # tqdm's notebook bar ignores $TQDM_DISABLE, and a bar saved in a page is a frozen widget: every tqdm the library
+    # opens passes progress_bars_off() on (notebook 07's compare() left one in the CI build before)
+    import ast
+
+    for path in sorted((ROOT / "threephase").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "tqdm":
+                disable = next((k.value for k in node.keywords if k.arg == "disable"), None)
+                assert disable is not None and "progress_bars_off" in ast.unparse(disable), \
+                    f"{path.relative_to(ROOT)}:{node.lineno}: tqdm(...) without disable=...progress_bars_off()"

@@ -24,8 +24,9 @@ from transformers import TrainerCallback
 
 from .classifier import ClassificationLoss, MLPHead, ThreePhaseClassifier
 from .config import FTConfig
-from .training import (from_main_process, is_main_process, linear_schedule, progress_bars_off, train,
-                       training_arguments, warn_if_few_steps, world_size)
+from .logs import progress_bars_off
+from .training import (from_main_process, is_main_process, linear_schedule, train, training_arguments,
+                       warn_if_few_steps, world_size)
 
 logger = logging.getLogger(__name__)
 

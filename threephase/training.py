@@ -31,6 +31,7 @@ from transformers import PrinterCallback, SchedulerType, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from .errors import ThreePhaseError
+from .logs import progress_bars_off
 from .precision import resolve_precision, trainer_arguments
 from .records import atomic_write_bytes, atomic_write_text
 
@@ -186,13 +187,6 @@ def check_training_args(user: dict[str, Any], name: str = "training_args") -> No
             "of transformers' TrainingArguments, e.g. bf16, gradient_accumulation_steps, gradient_checkpointing, "
             "dataloader_num_workers, report_to, torch_compile."
         )
-
-
-def progress_bars_off() -> bool:
-    """True when tqdm's own setting ``$TQDM_DISABLE`` turns progress bars off (the book build sets it for its
-    kernels: a bar saved in a page is frozen where the run ended, and a notebook's bar is a widget whose script would
-    come from a CDN). The trainer's bar does not read tqdm's setting, so the phases pass it on."""
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
 
 
 def training_arguments(

@@ -8,7 +8,7 @@
 - The kernels also get the progress-bar switches of tqdm and of the Hub libraries (:data:`PROGRESS_BARS_OFF`): a bar
   saved in a page is frozen where the run ended ("Epoch 8/20" after early stopping), and a notebook's bar is an
   ipywidget whose scripts would come from a CDN. The Hub libraries' switches silence the loading bars; tqdm's own
-  notebook bar ignores its switch, so the phases read it (threephase.training.progress_bars_off) and turn the
+  notebook bar ignores its switch, so the phases read it (threephase.logs.progress_bars_off) and turn the
   trainer's bar off themselves, keeping its per-step losses in the run's report instead of printing them.
 - The presets' values that the pages state come from the library, as MyST substitutions
   (:func:`threephase.presets.book_substitutions`): a page writes ``{{ cpu_ft_epochs }}``, never the number.

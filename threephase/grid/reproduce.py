@@ -23,6 +23,7 @@ from typing import Any
 from ..config import VARIANTS, DataConfig, apply_overrides, parse_set_options
 from ..data import DATA_DIR_ENV, data_source
 from ..errors import ThreePhaseError
+from ..logs import progress_bars_off
 from ..presets import CPU_MODEL, PAPER_MODELS, PRESETS, paper_row, preset_config
 from .cells import failure, notebook_path, run_cells
 from .jobs import add_executor_options, executor_options, run_cells_as_jobs, still_running
@@ -162,7 +163,7 @@ def run_grid(runs: list[dict[str, Any]], out: str | os.PathLike, overrides: dict
     if executor is not None:
         return run_cells_as_jobs(runs, out, overrides, overwrite, parameters, executor)
     failed = []
-    with tqdm(total=len(runs), desc=desc, unit="run") as bar:
+    with tqdm(total=len(runs), desc=desc, unit="run", disable=progress_bars_off()) as bar:
         for result in run_cells(runs, out, overrides, overwrite, parameters, notebooks, jobs):
             bar.update()
             extra = f" in {result['seconds']:.0f} s" if "seconds" in result else ""
