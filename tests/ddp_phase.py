@@ -33,7 +33,7 @@ def main(data_dir: str, out_dir: str) -> None:
         validation = validation.map(lambda _, i: {"label": labels[(i + 1) % len(labels)]}, with_indices=True)
     texts, labels = data["train"]["text"], data["train"]["label"]
     result = {}
-    body = load_body(packaged_model_path(), max_seq_length=32)
+    body = load_body(packaged_model_path(), max_seq_length=16)
     result["before"] = weights_hash(body)
     dae = train_dae(body, texts, DAEConfig(learning_rate=1e-4, num_train_epochs=1, per_device_train_batch_size=8),
                     seed=0)
@@ -49,7 +49,7 @@ def main(data_dir: str, out_dir: str) -> None:
     frozen, frozen_report = train_ft(classifier.body, data["train"], validation,
                                      FTConfig(num_train_epochs=3, min_epochs=1, patience=1, freeze_body=True), seed=1)
     result["frozen_head"], result["frozen_epochs"] = weights_hash(frozen.head), frozen_report["epochs"]
-    joint_body = load_body(packaged_model_path(), max_seq_length=32)
+    joint_body = load_body(packaged_model_path(), max_seq_length=16)
     joint = train_joint(joint_body, texts, labels, DAEConfig(num_train_epochs=1),
                         CLConfig(learning_rate=1e-4, pair_multiplier=1, per_device_train_batch_size=8), seed=0)
     result["joint"] = weights_hash(joint_body)

@@ -12,7 +12,7 @@ import pytest
 from threephase.cli import main
 
 SMALL = ["--set", "data.train_per_class=4", "--set", "data.validation_per_class=2", "--set", "data.test_per_class=3",
-         "--set", "ft.num_train_epochs=1", "--set", "ft.min_epochs=1", "--set", "max_seq_length=32"]
+         "--set", "ft.num_train_epochs=1", "--set", "ft.min_epochs=1", "--set", "max_seq_length=16"]
 
 
 def test_help_lists_datasets_variants_presets(capsys):

@@ -15,7 +15,7 @@ from threephase.grid import jobs
 from threephase.cli import main
 
 TINY = ["--set", "data.train_per_class=4", "--set", "data.validation_per_class=2", "--set", "data.test_per_class=3",
-        "--set", "max_seq_length=24"]
+        "--set", "max_seq_length=16"]
 NAMES = [f"snips2__all-MiniLM-L6-v2__logreg__seed{s}" for s in (0, 1)]
 
 

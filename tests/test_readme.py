@@ -21,7 +21,7 @@ API = ROOT / "book" / "api.md"  # the README is a landing page; the longer examp
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 API_BLOCKS = re.findall(r"```python\n(.*?)```", API.read_text(), flags=re.DOTALL)
 TINY = ('{"data.max_train_samples": 28, "data.max_validation_samples": 14, "data.max_test_samples": 14, '
-        '"data.min_per_class": 2, "max_seq_length": 32, "ft.num_train_epochs": 1, "ft.min_epochs": 1}')
+        '"data.min_per_class": 2, "max_seq_length": 16, "ft.num_train_epochs": 1, "ft.min_epochs": 1}')
 
 
 def reduced(block: str, *replacements: tuple[str, str]) -> str:

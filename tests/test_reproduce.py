@@ -23,7 +23,7 @@ from threephase.errors import ThreePhaseError
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["--set", "data.train_per_class=4", "--set", "data.validation_per_class=2", "--set", "data.test_per_class=3",
-        "--set", "ft.num_train_epochs=1", "--set", "ft.min_epochs=1", "--set", "max_seq_length=32"]
+        "--set", "ft.num_train_epochs=1", "--set", "ft.min_epochs=1", "--set", "max_seq_length=16"]
 
 
 def test_grid_follows_the_paper():
@@ -213,12 +213,19 @@ def test_notebooks_option_keeps_the_executed_notebook_and_records_like_the_defau
                                                                                     capsys):
     monkeypatch.setenv("THREEPHASE_DATA_DIR", data_dir)  # the notebook's kernel inherits the environment
     out = tmp_path / "table4"
+    # Seed 3, not the default 0: the notebook must record the parameters papermill gave it (this is notebook 06's
+    # papermill run; the book build runs it with its defaults only).
     base = ["reproduce", "--table", "4", "--datasets", "snips2", "--variants", "ft", "--preset", "cpu",
-            "--seeds", "1", "--out", str(out), *TINY]
+            "--seeds", "3,", "--out", str(out), *TINY]
     assert main([*base, "--notebooks"]) == 0
-    name = "snips2__all-MiniLM-L6-v2__ft__seed0"
+    name = "snips2__all-MiniLM-L6-v2__ft__seed3"
     assert (out / "notebooks" / f"{name}.ipynb").is_file() and f"ran  {name}" in capsys.readouterr().out
     results = out / "runs" / name / "results.json"
+    record = json.loads(results.read_text())
+    assert record["seed"] == 3 and record["parameters"]["seed"] == 3 and record["variant"] == "ft"
+    assert record["split_sizes"]["test"] == 3 * len(record["label_names"])  # data.test_per_class=3 from --set
+    assert json.loads((results.parent / "config.json").read_text())["seed"] == 3
+    assert (results.parent / "metrics.json").is_file() and (results.parent / "classifier").is_dir()
     mtime = results.stat().st_mtime_ns
     assert main(base) == 0  # the default path reads the notebook's record as its own: nothing reruns
     assert f"skipped  {name}" in capsys.readouterr().out and results.stat().st_mtime_ns == mtime
