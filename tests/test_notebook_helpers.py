@@ -219,3 +219,12 @@ def test_the_committed_table4_is_what_the_code_writes_from_the_committed_runs():
     records = [json.loads(line)["record"] for line in (results / "table4_snips2_cpu_runs.jsonl").read_text().splitlines()
                if line.strip()]
     assert (results / "table4_snips2_cpu.md").read_text() == to_markdown(aggregate(records, table=4))
+
+
+def test_a_notebook_s_run_folder_differs_by_size(monkeypatch):
+    # A CI-size build left runs/reproduce behind, and the published-size build in the same clone refused to resume it
+    # ("started with other settings"): each size gets its own folder.
+    monkeypatch.setenv(notebook.SIZE_ENV, "ci")
+    ci = notebook.size_folder("reproduce")
+    monkeypatch.setenv(notebook.SIZE_ENV, "book")
+    assert notebook.size_folder("reproduce") != ci and ci.startswith("runs/reproduce")

@@ -53,6 +53,12 @@ def notebook_size() -> str:
     return name
 
 
+def size_folder(name: str) -> str:
+    """``runs/<name>-<size>``: a notebook's own run folder, one per notebook size, so that a build at one size never
+    finds (and refuses to resume) the other size's run in it."""
+    return f"runs/{name}-{notebook_size()}"
+
+
 def ci_size() -> bool:
     """True when ``$THREEPHASE_NOTEBOOK_SIZE`` is ``ci``: the cpu preset then runs at :data:`CI_SIZE`."""
     return notebook_size() == "ci"
