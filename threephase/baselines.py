@@ -43,8 +43,8 @@ INSTALL_BASELINES = 'pip install "threephase[baselines]"'
 
 
 def regression_classifier(body: SentenceTransformer, regression: LogisticRegression, vectors: np.ndarray,
-                          labels: Sequence[int], label_names: Sequence[str]) -> tuple[ThreePhaseClassifier,
-                                                                                      dict[str, Any]]:
+                          labels: Sequence[int], label_names: Sequence[str],
+                          precision: str = "auto") -> tuple[ThreePhaseClassifier, dict[str, Any]]:
     """The classifier made of ``body`` and a fitted ``regression`` (on ``vectors``, the body's embeddings of the
     training texts), its head the single linear layer ``MLPHead(hidden_size=None)`` that gives the regression's
     probabilities; and the regression's training accuracy and solver iterations."""
@@ -59,7 +59,7 @@ def regression_classifier(body: SentenceTransformer, regression: LogisticRegress
         head.layers[0].bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
     report = {"train_accuracy": float(regression.score(vectors, np.asarray(labels))),
               "iterations": int(np.max(regression.n_iter_))}
-    return ThreePhaseClassifier(body, head.eval(), label_names), report
+    return ThreePhaseClassifier(body, head.eval(), label_names, precision=precision), report
 
 
 # The inverse regularisation strengths a baseline's regression chooses from on validation, as phase 3 chooses its
@@ -105,8 +105,8 @@ def train_logreg(body: SentenceTransformer, train_data: Dataset, validation: Dat
     labels = np.asarray(train_data["label"])
     model, selection = regression_on_validation(vectors, labels, validation_vectors, validation["label"], seed=seed,
                                                 class_weight="balanced", C=C)
-    classifier, report = regression_classifier(body, model, vectors, labels, train_data.features["label"].names)
-    classifier.precision = precision
+    classifier, report = regression_classifier(body, model, vectors, labels, train_data.features["label"].names,
+                                               precision)
     return classifier, {"wall_time_s": time.perf_counter() - start, **report, **selection}
 
 
@@ -215,8 +215,7 @@ def train_setfit(body: SentenceTransformer, train_data: Dataset, validation: Dat
     encoded = encode_texts(body, texts + list(validation["text"]), precision)
     vectors = encoded[:len(texts)]
     head, selection = regression_on_validation(vectors, labels, encoded[len(texts):], validation["label"], seed=seed)
-    classifier, report = regression_classifier(body, head, vectors, labels, label_names)
-    classifier.precision = precision
+    classifier, report = regression_classifier(body, head, vectors, labels, label_names, precision)
     return classifier, {
         "wall_time_s": time.perf_counter() - start, **report, **selection, "num_iterations": num_iterations,
         "num_pairs": len(trainer.st_trainer.train_dataset), "steps": state.global_step, "loss_history": history,
