@@ -182,3 +182,16 @@ def test_plain_run_folders_join_the_runs_file(tmp_path):
     assert row["unit"] == "seed" and row["seeds"] == 3 and row["diff"] == pytest.approx(2.5)
     paper = (tmp_path / "phases_help_paper.md").read_text()
     assert "| three-phase | 52.00 " in paper and ", 3 seeds | 54.77 |" in paper and "8544" in paper
+
+
+def test_the_book_s_tables_are_what_its_runs_file_gives(tmp_path):
+    """The chapter includes book/results/phases_help*.md: rebuilt from the committed runs file they must come out
+    the same, so that no number on the page is retyped or left from an older set of runs."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "book" / "results"
+    (tmp_path / "phases_help_runs.jsonl").write_text((results / "phases_help_runs.jsonl").read_text())
+    assert main(["experiment", "--report", "--out", str(tmp_path)]) == 0
+    for name in ("phases_help.md", "phases_help_findings.md", "phases_help_design.md", "phases_help_summary.md",
+                 "phases_help_paper.md", "phases_help.csv"):
+        assert (tmp_path / name).read_text() == (results / name).read_text(), name
