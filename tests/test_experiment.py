@@ -191,7 +191,30 @@ def test_the_book_s_tables_are_what_its_runs_file_gives(tmp_path):
 
     results = Path(__file__).resolve().parents[1] / "book" / "results"
     (tmp_path / "phases_help_runs.jsonl").write_text((results / "phases_help_runs.jsonl").read_text())
+    tuning = results / "phases_help_tuning"
+    if tuning.is_dir():  # the searches of phase 3 that the tuning table reads
+        for trials in tuning.glob("*/trials.csv"):
+            (tmp_path / trials.relative_to(results)).parent.mkdir(parents=True)
+            (tmp_path / trials.relative_to(results)).write_text(trials.read_text())
     assert main(["experiment", "--report", "--out", str(tmp_path)]) == 0
-    for name in ("phases_help.md", "phases_help_findings.md", "phases_help_design.md", "phases_help_summary.md",
-                 "phases_help_paper.md", "phases_help.csv"):
+    names = ["phases_help.md", "phases_help_findings.md", "phases_help_design.md", "phases_help_summary.md",
+             "phases_help_paper.md", "phases_help.csv"] + (["phases_help_tuning.md"] if tuning.is_dir() else [])
+    for name in names:
         assert (tmp_path / name).read_text() == (results / name).read_text(), name
+
+
+def test_the_tuning_table_sets_the_best_trial_beside_the_shared_recipe(tmp_path):
+    from threephase.grid.report import tuning_table
+
+    record = {"variant": "ft", "data_seed": 0, "seed": 0, "phases": {"ft": {"best_epoch": 2, "epochs": [
+        {"epoch": 1, "validation_macro_f1": 0.5}, {"epoch": 2, "validation_macro_f1": 0.75}]}}}
+    other_draw = {**record, "data_seed": 1, "phases": {"ft": {"best_epoch": 1, "epochs": [
+        {"epoch": 1, "validation_macro_f1": 0.99}]}}}
+    assert tuning_table(tmp_path, {"long-tail": [record]}) is None  # nothing searched: no table
+    study = tmp_path / "phases_help_tuning" / "ft"
+    study.mkdir(parents=True)
+    pd.DataFrame({"number": [0, 1, 2], "value": [0.7, 0.8125, None], "state": ["COMPLETE", "COMPLETE", "PRUNED"],
+                  "params_ft.learning_rate": [1e-4, 3e-4, 2e-5], "params_ft.class_weights": [None, "balanced", None]}
+                 ).to_csv(study / "trials.csv", index=False)
+    table = tuning_table(tmp_path, {"long-tail": [other_draw, record]})
+    assert "| ft | 75.0 | 81.2 | 3 (1) | ft.learning_rate = 0.0003, ft.class_weights = balanced |" in table

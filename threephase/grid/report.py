@@ -6,7 +6,8 @@ data draws, Holm's p within the question's family, the TOST at ±:data:`~threeph
 the verdict. :func:`write_summary` writes the files the book includes: ``phases_help.md`` / ``.csv`` (the answers),
 ``phases_help_findings.md`` (a sentence per comparison), ``phases_help_summary.md`` (the verdicts counted), ``phases_help.png`` (the forest plot),
 ``phases_help_design.md`` (each setting's draws, seeds and real training sizes), ``phases_help_long_tail.png`` and
-``phases_help_paper.md`` (full sst5 beside the paper's Table 3).
+``phases_help_paper.md`` (full sst5 beside the paper's Table 3), and ``phases_help_tuning.md`` when phase 3 was
+searched (:func:`tuning_table`).
 """
 
 from __future__ import annotations
@@ -213,6 +214,41 @@ def long_tail_sizes(records: dict[str, list[dict]]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(recs, orient="index").sort_index()
 
 
+TUNING_FOLDER = "phases_help_tuning"  # <out>/phases_help_tuning/<variant>/: what `search --out` wrote (trials.csv)
+
+
+def _validation_score(record: dict, metric: str) -> float:
+    ft = record["phases"]["ft"]
+    return next(e[f"validation_{metric}"] for e in ft["epochs"] if e["epoch"] == ft["best_epoch"])
+
+
+def tuning_table(out: str | os.PathLike, records: dict[str, list[dict]], metric: str = "macro_f1") -> str | None:
+    """Is the shared recipe fair? For each variant searched on the long tail's first draw (``search --seed 0 --set
+    data.seed=0``, its studies copied into ``<out>/phases_help_tuning/<variant>/``): the shared recipe's validation
+    score in the same draw and seed against the best of the search's trials. None when nothing was searched."""
+    folder = Path(out) / TUNING_FOLDER
+    studies = sorted(p for p in folder.glob("*/trials.csv")) if folder.is_dir() else []
+    if not studies:
+        return None
+    lines = [f"| method | shared recipe: validation {METRICS[metric]} | tuned: best trial | trials (pruned) | "
+             "the best trial's phase 3 |", "| --- | --- | --- | --- | --- |"]
+    for path in studies:
+        variant, trials = path.parent.name, pd.read_csv(path)
+        done = trials[trials["state"] == "COMPLETE"]
+        shared = [r for r in records.get("long-tail", [])
+                  if r["variant"] == variant and r.get("data_seed") == 0 and r["seed"] == 0]
+        here = f"{100 * _validation_score(shared[0], metric):.1f}" if shared else "not run yet"
+        if done.empty:
+            lines.append(f"| {variant} | {here} | no trial completed | {len(trials)} | |")
+            continue
+        best = done.loc[done["value"].idxmax()]
+        params = ", ".join(f"{c[len('params_'):]} = {best[c]:.3g}" if isinstance(best[c], float) else
+                           f"{c[len('params_'):]} = {best[c]}" for c in trials.columns if c.startswith("params_"))
+        pruned = int((trials["state"] == "PRUNED").sum())
+        lines.append(f"| {variant} | {here} | {100 * best['value']:.1f} | {len(trials)} ({pruned}) | {params} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(out: str | os.PathLike) -> pd.DataFrame:
     """Write the chapter's files into ``<out>`` (atomically) from ``<out>/phases_help_runs.jsonl``; comparisons
     without runs read "not run yet"."""
@@ -229,6 +265,8 @@ def write_summary(out: str | os.PathLike) -> pd.DataFrame:
     atomic_write_text(out / "phases_help_design.md", design(records))
     atomic_write_text(out / "phases_help_summary.md", summary(df, records))
     atomic_write_text(out / "phases_help_paper.md", paper_table(records))
+    if (tuned := tuning_table(out, records)) is not None:
+        atomic_write_text(out / "phases_help_tuning.md", tuned)
     write_figure(out / "phases_help.png", forest(df), dpi=150)
     write_figure(out / "phases_help_long_tail.png", draws_figure(long_tail_sizes(records)), dpi=150)
     return df
