@@ -218,3 +218,19 @@ def test_the_tuning_table_sets_the_best_trial_beside_the_shared_recipe(tmp_path)
                  ).to_csv(study / "trials.csv", index=False)
     table = tuning_table(tmp_path, {"long-tail": [other_draw, record]})
     assert "| ft | 75.0 | 81.2 | 3 (1) | ft.learning_rate = 0.0003, ft.class_weights = balanced |" in table
+
+
+def test_a_variant_s_own_overrides_reach_only_its_runs(monkeypatch, data_dir):
+    # long-tail-tuned gives each method its own tuned phase 3: the group of a draw splits by variant, draws outermost
+    from threephase.grid import settings
+
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
+    tuned = settings.Setting("tuned", LONG_TAIL, ("three-phase", "ft"), datasets=("snips2",), draws=2,
+                             per_variant={"ft": {"ft.learning_rate": 3e-4}})
+    monkeypatch.setitem(SETTINGS, "tuned-for-test", tuned)
+    groups = list(plan(settings=["tuned-for-test"], seeds=2).groups("tuned-for-test"))
+    assert [(cells[0]["draw"], {c["variant"] for c in cells}, len(cells)) for _, cells in groups] == [
+        (0, {"three-phase"}, 2), (0, {"ft"}, 2), (1, {"three-phase"}, 2), (1, {"ft"}, 2)]
+    for overrides, cells in groups:
+        assert overrides["data.seed"] == cells[0]["draw"] and overrides["data.imbalance_factor"] == 10
+        assert overrides.get("ft.learning_rate") == (3e-4 if cells[0]["variant"] == "ft" else None)

@@ -60,13 +60,21 @@ class Plan:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Per setting and (dataset, draw): what that group adds (the draw's data.seed, a dataset's labels, a pair count).
     group_overrides: dict[str, dict[tuple[str, int], dict[str, Any]]] = field(default_factory=dict)
+    # Per setting and variant: what that variant adds last (its own tuned phase 3, Setting.per_variant).
+    variant_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def groups(self, name: str):
         """(overrides, cells) of setting ``name``, one group per (dataset, draw), draws outermost: a setting stopped
-        half-way holds whole draws, every variant of them."""
+        half-way holds whole draws, every variant of them. A group splits by the variants' own overrides, if any."""
+        own = self.variant_overrides.get(name, {})
         for key in sorted(self.group_overrides[name], key=lambda k: (k[1], k[0])):
-            cells = [c for c in self.cells[name] if (c["dataset"], c["draw"]) == key]
-            yield {**self.overrides[name], **self.group_overrides[name][key]}, cells
+            base = {**self.overrides[name], **self.group_overrides[name][key]}
+            parts: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+            for cell in (c for c in self.cells[name] if (c["dataset"], c["draw"]) == key):
+                extra = own.get(cell["variant"], {})
+                parts.setdefault(json.dumps(extra, sort_keys=True), (extra, []))[1].append(cell)
+            for extra, cells in parts.values():
+                yield {**base, **extra}, cells
 
 
 def pair_count(dataset: str, model: str, variant: str, overrides: dict[str, Any]) -> int:
@@ -125,6 +133,7 @@ def plan(settings=None, datasets=None, seeds: str | int | None = None, size: str
         count = min(count, setting.max_draws) if setting.max_draws else count
         seed_list = parse_seeds(seeds if seeds is not None else setting.seeds)
         result.cells[name], result.group_overrides[name] = [], {}
+        result.variant_overrides[name] = {v: dict(o) for v, o in setting.per_variant.items() if v in chosen}
         for dataset in datasets or setting.datasets:
             for draw in range(count):
                 own = {} if size == "smallest" else setting.per_dataset.get(dataset, {})

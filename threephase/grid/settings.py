@@ -46,6 +46,8 @@ class Setting:
     equal_pairs: str | None = None
     # Overrides for one dataset only, after the setting's own (few-shot sst2 needs more labels than snips2).
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Overrides for one variant only, applied last: each method's own tuned phase 3 (long-tail-tuned).
+    per_variant: dict[str, dict[str, Any]] = field(default_factory=dict)
     draws: int = 8  # the default D; --draws overrides it up to max_draws
     seeds: int = 3  # the default S; --seeds overrides it
     max_draws: int | None = None  # 1 where nothing is drawn (the full training set)
