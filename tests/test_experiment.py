@@ -123,7 +123,7 @@ def test_answers_follow_the_declared_families():
     table = to_markdown(df)
     assert "**Q1. Do phases 1-2 help over FT?** (one Holm family of 12)" in table and "not run yet" in table
     text = findings(df, records({"long-tail": runs}))
-    assert "Not run yet:** long-tail-equal-pairs, few-shot, unlabelled, full-sst5" in text
+    assert "Not run yet:** long-tail-equal-pairs, long-tail-tuned, few-shot, unlabelled, full-sst5" in text
     assert "three-phase vs ft: better: +5.2 points" in text
 
 
@@ -214,10 +214,25 @@ def test_the_tuning_table_sets_the_best_trial_beside_the_shared_recipe(tmp_path)
     study = tmp_path / "phases_help_tuning" / "ft"
     study.mkdir(parents=True)
     pd.DataFrame({"number": [0, 1, 2], "value": [0.7, 0.8125, None], "state": ["COMPLETE", "COMPLETE", "PRUNED"],
-                  "params_ft.learning_rate": [1e-4, 3e-4, 2e-5], "params_ft.class_weights": [None, "balanced", None]}
-                 ).to_csv(study / "trials.csv", index=False)
+                  "params_ft.learning_rate": [1e-4, 3e-4, 2e-5], "params_ft.class_weights": [None, "balanced", None],
+                  "params_ft.dropout": [0.1, None, 0.2]}).to_csv(study / "trials.csv", index=False)
     table = tuning_table(tmp_path, {"long-tail": [other_draw, record]})
-    assert "| ft | 75.0 | 81.2 | 3 (1) | ft.learning_rate = 0.0003, ft.class_weights = balanced |" in table
+    assert ("| ft | 75.0 | 81.2 | 3 (1) | ft.learning_rate = 0.0003, ft.class_weights = balanced, ft.dropout = none |"
+            in table)
+
+
+def test_long_tail_tuned_runs_what_the_committed_searches_found():
+    # the tuned phase 3 in settings.py is the committed studies' best trial, not a number typed from memory
+    from pathlib import Path
+
+    from threephase.grid.settings import TUNED_FT
+
+    tuning = Path(__file__).resolve().parents[1] / "book" / "results" / "phases_help_tuning"
+    for variant in SETTINGS["long-tail-tuned"].variants:
+        best = json.loads((tuning / variant / "best_config.json").read_text())
+        assert best["variant"] == variant and best["data.dataset"] == "snips2"
+        assert SETTINGS["long-tail-tuned"].per_variant[variant] == TUNED_FT[variant] == {
+            k: v for k, v in best.items() if k.startswith("ft.")}
 
 
 def test_a_variant_s_own_overrides_reach_only_its_runs(monkeypatch, data_dir):

@@ -192,7 +192,7 @@ def held(cells, setting: str, overrides: dict[str, Any], entries) -> list[dict[s
 
 EPILOG = """\
 design:    each setting runs D data draws (data.seed 0..D-1) x S training seeds; every method of a setting sees the
-           same draws and seeds. Defaults: long-tail and long-tail-equal-pairs 12 x 3, few-shot and unlabelled 8 x 3,
+           same draws and seeds. Defaults: long-tail, -equal-pairs and -tuned 12 x 3, few-shot and unlabelled 8 x 3,
            full-sst5 1 x 3 (one draw: the whole training set). Questions (one Holm family each) and the margin are
            in threephase/grid/settings.py and the book's chapter.
 output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out>/phases_help_runs.jsonl (every run's

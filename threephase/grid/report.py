@@ -138,8 +138,10 @@ def summary(df: pd.DataFrame, records: dict[str, list[dict]]) -> str:
     for key, group in acc.groupby("question", sort=False):
         ran = group[group["pairs"] > 0]
         counts = ", ".join(f"{(ran['verdict'] == v).sum()} {v}" for v in ("better", "worse", "equivalent", "undecided"))
-        lines.append(f"- **{key}. {group['question_title'].iloc[0]}** Of {len(group)} comparisons, "
-                     f"{len(group) - len(ran)} have not run yet" + (f"; of the others: {counts}." if len(ran) else "."))
+        waiting = len(group) - len(ran)
+        lines.append(f"- **{key}. {group['question_title'].iloc[0]}** Of {len(group)} comparison"
+                     f"{'s' * (len(group) != 1)}, {waiting} {'has' if waiting == 1 else 'have'} not run yet"
+                     + (f"; of the others: {counts}." if len(ran) else "."))
     runs = sum(len(r) for r in records.values())
     lines.append(f"- The runs file holds {runs} runs of this design.")
     return "\n".join(lines) + "\n"
@@ -242,8 +244,9 @@ def tuning_table(out: str | os.PathLike, records: dict[str, list[dict]], metric:
             lines.append(f"| {variant} | {here} | no trial completed | {len(trials)} | |")
             continue
         best = done.loc[done["value"].idxmax()]
-        params = ", ".join(f"{c[len('params_'):]} = {best[c]:.3g}" if isinstance(best[c], float) else
-                           f"{c[len('params_'):]} = {best[c]}" for c in trials.columns if c.startswith("params_"))
+        params = ", ".join(f"{c[len('params_'):]} = " + ("none" if pd.isna(best[c]) else f"{best[c]:.3g}"
+                                                           if isinstance(best[c], float) else f"{best[c]}")
+                           for c in trials.columns if c.startswith("params_"))
         pruned = int((trials["state"] == "PRUNED").sum())
         lines.append(f"| {variant} | {here} | {100 * best['value']:.1f} | {len(trials)} ({pruned}) | {params} |")
     return "\n".join(lines) + "\n"

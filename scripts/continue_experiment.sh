@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Go on with the book's experiment ("When do the phases help?") where its committed records stop, in the declared
+# order, and bring each finished setting's records back into the book. Takes hours on 2 CPU cores; safe to kill and
+# rerun: every run the runs file holds is skipped, and a killed run resumes from its checkpoints.
+#
+# Usage: scripts/continue_experiment.sh [STEP ...]     (default: every step below, in order)
+#   Steps: long-tail-8 (the long tail's first 8 draws), tuned (long-tail-tuned, phase 3 tuned per method),
+#          equal-pairs-8, long-tail-12, equal-pairs-12, few-shot, unlabelled, full-sst5 (hours per run on a CPU).
+# Environment: OUT (reproductions/phases-help), JOBS (2: runs at once, one thread each), PYTHON (python).
+# After each step: book/results/phases_help_runs.jsonl and the chapter's files are rebuilt; commit them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-reproductions/phases-help}; jobs=${JOBS:-2}; python=${PYTHON:-python}
+mkdir -p "$out"
+# The committed records seed the runs file, so that nothing they hold trains again.
+if [ ! -s "$out/phases_help_runs.jsonl" ] && [ -s book/results/phases_help_runs.jsonl ]; then
+    cp book/results/phases_help_runs.jsonl "$out/phases_help_runs.jsonl"
+fi
+
+experiment() { "$python" -m threephase experiment --jobs "$jobs" --out "$out" "$@"; }
+publish() {  # the records back into the book, and its tables rebuilt from them
+    cp "$out/phases_help_runs.jsonl" book/results/phases_help_runs.jsonl
+    "$python" -m threephase experiment --report --out book/results
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(long-tail-8 tuned equal-pairs-8 long-tail-12 equal-pairs-12 few-shot unlabelled full-sst5)
+for step in "${steps[@]}"; do
+    case $step in
+        long-tail-8) experiment --settings long-tail --draws 8 ;;
+        tuned) experiment --settings long-tail-tuned --draws 8 ;;
+        equal-pairs-8) experiment --settings long-tail-equal-pairs --draws 8 ;;
+        long-tail-12) experiment --settings long-tail ;;
+        equal-pairs-12) experiment --settings long-tail-equal-pairs ;;
+        few-shot) experiment --settings few-shot ;;
+        unlabelled) experiment --settings unlabelled ;;
+        full-sst5) experiment --settings full-sst5 --variants three-phase,ft ;;
+        *) echo "continue_experiment: unknown step '$step'" >&2; exit 2 ;;
+    esac
+    publish
+    echo "continue_experiment: $step done; commit book/results/phases_help*"
+done
