@@ -4,8 +4,8 @@
 # rerun: every run the runs file holds is skipped, and a killed run resumes from its checkpoints.
 #
 # Usage: scripts/continue_experiment.sh [STEP ...]     (default: every step below, in order)
-#   Steps: long-tail-8 (the long tail's first 8 draws), tuned (long-tail-tuned, phase 3 tuned per method),
-#          equal-pairs-8, long-tail-12, equal-pairs-12, few-shot, unlabelled, full-sst5 (hours per run on a CPU).
+#   Steps, each a setting at its declared draws x seeds: long-tail, long-tail-tuned, long-tail-equal-pairs,
+#   few-shot, unlabelled, full-sst5 (three-phase and ft; hours per run on a CPU).
 # Environment: OUT (reproductions/phases-help), JOBS (2: runs at once, one thread each), PYTHON (python).
 # After each step: book/results/phases_help_runs.jsonl and the chapter's files are rebuilt; commit them.
 set -euo pipefail
@@ -24,17 +24,11 @@ publish() {  # the records back into the book, and its tables rebuilt from them
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(long-tail-8 tuned equal-pairs-8 long-tail-12 equal-pairs-12 few-shot unlabelled full-sst5)
+[ ${#steps[@]} -gt 0 ] || steps=(long-tail long-tail-tuned long-tail-equal-pairs few-shot unlabelled full-sst5)
 for step in "${steps[@]}"; do
     case $step in
-        long-tail-8) experiment --settings long-tail --draws 8 ;;
-        tuned) experiment --settings long-tail-tuned --draws 8 ;;
-        equal-pairs-8) experiment --settings long-tail-equal-pairs --draws 8 ;;
-        long-tail-12) experiment --settings long-tail ;;
-        equal-pairs-12) experiment --settings long-tail-equal-pairs ;;
-        few-shot) experiment --settings few-shot ;;
-        unlabelled) experiment --settings unlabelled ;;
         full-sst5) experiment --settings full-sst5 --variants three-phase,ft ;;
+        long-tail|long-tail-tuned|long-tail-equal-pairs|few-shot|unlabelled) experiment --settings "$step" ;;
         *) echo "continue_experiment: unknown step '$step'" >&2; exit 2 ;;
     esac
     publish

@@ -249,3 +249,16 @@ def test_a_variant_s_own_overrides_reach_only_its_runs(monkeypatch, data_dir):
     for overrides, cells in groups:
         assert overrides["data.seed"] == cells[0]["draw"] and overrides["data.imbalance_factor"] == 10
         assert overrides.get("ft.learning_rate") == (3e-4 if cells[0]["variant"] == "ft" else None)
+
+
+def test_continue_script_seeds_its_runs_file_from_the_book_and_refuses_an_unknown_step(tmp_path):
+    # a later session goes on from the committed records: nothing they hold may train again
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "scripts" / "continue_experiment.sh"), "no-such-setting"],
+                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "help")}, capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown step 'no-such-setting'" in done.stderr
+    assert (tmp_path / "help" / "phases_help_runs.jsonl").read_text() == \
+        (root / "book" / "results" / "phases_help_runs.jsonl").read_text()
