@@ -262,3 +262,24 @@ def test_continue_script_seeds_its_runs_file_from_the_book_and_refuses_an_unknow
     assert done.returncode == 2 and "unknown step 'no-such-setting'" in done.stderr
     assert (tmp_path / "help" / "phases_help_runs.jsonl").read_text() == \
         (root / "book" / "results" / "phases_help_runs.jsonl").read_text()
+
+
+def test_the_experiment_pins_fp32_and_holds_runs_made_before_the_pin(data_dir, monkeypatch):
+    # `auto` is bf16 on a CPU with AMX and fp32 on one without: one setting's records must not depend on the machine.
+    from threephase.grid.experiment import held
+
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
+    grid = plan(settings=["long-tail"], draws=1, seeds=1)
+    overrides, cells = next(grid.groups("long-tail"))
+    assert overrides["precision"] == "fp32"
+    assert plan(settings=["long-tail"], draws=1, seeds=1, extra={"precision": "bf16"}).overrides[
+        "long-tail"]["precision"] == "bf16"
+    cell = cells[0]
+    from threephase.grid.cells import run_name
+
+    before_pin = {k: v for k, v in overrides.items() if k != "precision"}
+    entry = lambda resolved: {("long-tail", run_name(cell)): {  # noqa: E731
+        "name": run_name(cell), "record": {"precision": resolved, "parameters": {"overrides": before_pin}}}}
+    assert held([cell], "long-tail", overrides, entry("fp32")) == [cell]  # auto gave fp32 where it ran
+    with pytest.raises(ThreePhaseError, match="precision"):
+        held([cell], "long-tail", overrides, entry("bf16"))

@@ -122,3 +122,29 @@ def test_a_run_beside_busy_cores_warns_with_the_fix(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         warn_if_cores_busy()
     assert caplog.text == ""
+
+
+def test_phase_1_s_decoder_computes_in_the_run_s_precision(monkeypatch, tmp_path):
+    # accelerate puts autocast around the body's forward only: phase 1's decoder, inside the loss, stayed in fp32
+    # under bf16, and phase 1 gained nothing from it.
+    from threephase import phases
+
+    dtypes = []
+
+    class Recorded(phases.TiedDenoisingAutoEncoderLoss):
+        def __init__(self, body):
+            super().__init__(body)
+            self.decoder.get_output_embeddings().register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+
+    monkeypatch.setattr(phases, "TiedDenoisingAutoEncoderLoss", Recorded)
+    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: True)  # no slowness warning on any CPU
+    body = load_body(MODEL, max_seq_length=16, device="cpu")
+    config = preset_config("cpu", "snips2").dae
+    config.num_train_epochs, config.per_device_train_batch_size = 1, 4
+    texts = ["play some jazz", "will it rain tomorrow in paris", "book a table for two", "add this song to my list"]
+    phases.train_dae(body, texts, config, output_dir=str(tmp_path / "bf16"), device="cpu", precision="bf16")
+    assert dtypes == [torch.bfloat16]
+    assert all(p.dtype == torch.float32 for p in body.parameters())
+    dtypes.clear()
+    phases.train_dae(body, texts, config, output_dir=str(tmp_path / "fp32"), device="cpu", precision="fp32")
+    assert dtypes == [torch.float32]

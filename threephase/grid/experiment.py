@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 DRAW_KEYS = ("data.train_per_class", "data.max_train_samples", "data.max_unlabelled_samples", "data.min_per_class",
              "data.validation_per_class", "data.imbalance_factor")
 
+# fp32 whatever the CPU: `auto` is bf16 on a CPU with AMX and fp32 on one without (where bf16 is emulated and many
+# times slower), and one setting's draws may run on both kinds of machine. Its records must not change with the
+# machine that made them. `--set precision=bf16` still chooses.
+PINNED: dict[str, Any] = {"precision": "fp32"}
+
 # The experiment's sizes atop the cpu preset: each run takes a minute or two on 2 CPU cores.
 SIZES: dict[str, dict[str, Any]] = {
     # A few-shot split is one to four batches: phases 1 and 2 get their steps from repetitions (4 passes of phase 1,
@@ -128,7 +133,7 @@ def plan(settings=None, datasets=None, seeds: str | int | None = None, size: str
             ordered = {**setting.overrides, **budget}
         else:
             ordered = setting.overrides if setting.size_free else {**budget, **setting.overrides}
-        result.overrides[name] = absolute_paths({**ordered, **draw_caps, **(extra or {})})
+        result.overrides[name] = absolute_paths({**PINNED, **ordered, **draw_caps, **(extra or {})})
         count = draws or setting.draws
         count = min(count, setting.max_draws) if setting.max_draws else count
         seed_list = parse_seeds(seeds if seeds is not None else setting.seeds)
@@ -182,6 +187,8 @@ def held(cells, setting: str, overrides: dict[str, Any], entries) -> list[dict[s
             found.append(cell)
             continue
         had = entry["record"]["parameters"].get("overrides", {})
+        if "precision" not in had and "precision" in overrides:  # run before the pin: what `auto` resolved to
+            had = {**had, "precision": entry["record"].get("precision", "fp32")}
         if json.loads(json.dumps(had)) != json.loads(json.dumps(overrides)):
             changed = sorted(k for k in set(had) | set(overrides) if had.get(k) != overrides.get(k))
             raise ThreePhaseError(f"{RUNS_FILE} holds {setting}/{entry['name']} made with other settings ({changed}): "
