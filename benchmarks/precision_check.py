@@ -6,7 +6,7 @@ Usage::
     python benchmarks/precision_check.py --device cuda --seeds 5  # on a GPU (scripts/gpu_record.sh calls this)
 
 Each setting runs the ``cpu`` preset on snips2 (``quickstart``: the README's three-phase run; ``long-tail``: ft on a
-long-tailed split of 80 texts, the experiment's setting) once per seed in ``precision=fp32`` and once in
+long-tailed split of 86 texts at a ratio of 10, the experiment's tail) once per seed in ``precision=fp32`` and once in
 ``precision=bf16``; everything else is equal. The JSON (``--out``) holds every run's scores and, per setting and
 metric, the mean of bf16 − fp32 in points with its Student-t 95% interval over seeds.
 
@@ -30,7 +30,7 @@ from threephase.stats import mean_interval
 
 SETTINGS = {
     "quickstart": ("three-phase", {}),
-    "long-tail": ("ft", {"data.imbalance_factor": 10, "data.max_train_samples": 80, "data.min_per_class": 4,
+    "long-tail": ("ft", {"data.imbalance_factor": 10, "data.max_train_samples": 86, "data.min_per_class": 4,
                          "max_seq_length": 48, "data.max_test_samples": 300, "data.max_validation_samples": 48}),
 }
 METRICS = ("accuracy", "macro_f1")
