@@ -200,25 +200,39 @@ def test_saved_runs_come_back_only_for_the_same_settings_and_without_their_paths
     assert not (tmp_path / "none.jsonl").exists()
 
 
-def test_the_committed_table4_runs_are_the_cpu_preset_as_it_is_now():
-    # Notebook 05 and the results page show these runs: a change to the cpu preset must come with a rerun
-    # (`reproduce --table 4 --datasets snips2 --preset cpu --seeds 3`, then copy table4_runs.jsonl over it).
-    path = Path(__file__).resolve().parents[1] / "book" / "results" / "table4_snips2_cpu_runs.jsonl"
+TABLE4_RUNS = {"fp32": "table4_snips2_cpu_runs.jsonl", "bf16": "table4_snips2_cpu_bf16_runs.jsonl"}
+
+
+@pytest.mark.parametrize("precision", TABLE4_RUNS)
+def test_the_committed_table4_runs_are_the_cpu_preset_as_it_is_now(monkeypatch, precision):
+    # Notebook 05 and the results page show these runs, in the precision `auto` means on the machine that builds the
+    # book (bf16 on a CPU with AMX, fp32 elsewhere): a change to the cpu preset must come with a rerun of both
+    # (`reproduce --table 4 --datasets snips2 --preset cpu --seeds 3`, then copy table4_runs.jsonl over the one of
+    # the precision it ran in).
+    from threephase import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: precision == "bf16")
+    results = Path(__file__).resolve().parents[1] / "book" / "results"
     variants = ["three-phase", "joint", "dae-ft", "cl-ft", "extra-imb", "no-imb", "ft"]
-    configs = [preset_config("cpu", "snips2", variant=v, seed=s) for v in variants for s in range(3)]
-    records = notebook.saved_runs(path, configs)
+    configs = [preset_config("cpu", "snips2", variant=v, seed=s, device="cpu") for v in variants for s in range(3)]
+    records = notebook.saved_runs([results / name for name in TABLE4_RUNS.values()], configs)
     assert all(r is not None for r in records)
     assert [(r["variant"], r["seed"]) for r in records] == [(c.variant, c.seed) for c in configs]
+    assert {r.get("precision", "fp32") for r in records} == {precision}
+    # each file holds one precision, so that its table is one precision's
+    only = notebook.saved_runs(results / TABLE4_RUNS[precision], configs)
+    assert all(r is not None for r in only)
 
 
-def test_the_committed_table4_is_what_the_code_writes_from_the_committed_runs():
-    # the results page includes table4_snips2_cpu.md: its numbers come from the runs file, never retyped
+@pytest.mark.parametrize("suffix", ["", "_bf16"])
+def test_the_committed_table4_is_what_the_code_writes_from_the_committed_runs(suffix):
+    # the results page includes table4_snips2_cpu.md (and _bf16.md): their numbers come from the runs files
     from threephase.grid.tables import aggregate, to_markdown
 
     results = Path(__file__).resolve().parents[1] / "book" / "results"
-    records = [json.loads(line)["record"] for line in (results / "table4_snips2_cpu_runs.jsonl").read_text().splitlines()
-               if line.strip()]
-    assert (results / "table4_snips2_cpu.md").read_text() == to_markdown(aggregate(records, table=4))
+    records = [json.loads(line)["record"] for line in (results / f"table4_snips2_cpu{suffix}_runs.jsonl").read_text()
+               .splitlines() if line.strip()]
+    assert (results / f"table4_snips2_cpu{suffix}.md").read_text() == to_markdown(aggregate(records, table=4))
 
 
 def test_a_notebook_s_run_folder_differs_by_size(monkeypatch):

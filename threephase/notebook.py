@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -276,17 +276,20 @@ def save_runs(out: str | os.PathLike, path: str | os.PathLike) -> int:
     return len(lines)
 
 
-def saved_runs(path: str | os.PathLike, configs: list[RunConfig]) -> list[dict[str, Any] | None]:
-    """For each of ``configs``, its saved record from a file :func:`save_runs` wrote, or ``None`` where the file
-    holds no run made with exactly that config (compared whole, except for where it ran: ``output_dir``,
-    ``device``), so that the caller trains that one. Prints how many were found."""
-    path = Path(path)
-    saved = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+def saved_runs(path: str | os.PathLike | Sequence[str | os.PathLike],
+               configs: list[RunConfig]) -> list[dict[str, Any] | None]:
+    """For each of ``configs``, its saved record from the file(s) :func:`save_runs` wrote, or ``None`` where no file
+    holds a run made with exactly that config (compared whole, except for where it ran: ``output_dir``, ``device``;
+    and in the precision ``auto`` means here, so give one file per precision), so that the caller trains that one.
+    Prints how many were found."""
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+    saved = [json.loads(line) for p in paths if p.is_file() for line in p.read_text().splitlines() if line.strip()]
     by_settings = {_computed(entry["config"], recorded_precision(entry)): entry["record"] for entry in saved}
     records = [by_settings.get(_computed(config.to_dict(), resolve_precision(config.precision, config.device)))
                for config in configs]
     found = sum(record is not None for record in records)
-    where = f"in {path.name}" if path.is_file() else f"(no file at {str(path)!r})"
+    present = [p.name for p in paths if p.is_file()]
+    where = f"in {', '.join(present)}" if present else f"(no file at {', '.join(repr(str(p)) for p in paths)})"
     print(f"{found} of {len(configs)} runs saved {where} with these settings"
           + (f"; training the other {len(configs) - found}" if found < len(configs) else ""))
     return records
