@@ -181,7 +181,11 @@ def _finished_run(root: Path, config, accuracy: float) -> None:
                                                      "accuracy": accuracy, "parameters": {"output_dir": str(folder)}}))
 
 
-def test_saved_runs_come_back_only_for_the_same_settings_and_without_their_paths(tmp_path, capsys):
+def test_saved_runs_come_back_only_for_the_same_settings_and_without_their_paths(tmp_path, capsys, monkeypatch):
+    from threephase import precision as precision_module
+
+    # these records say no precision, as before the setting existed (fp32): ask on a CPU where auto means fp32
+    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: False)
     for variant, seed, accuracy in [("ft", 0, 0.5), ("ft", 1, 0.6), ("joint", 0, 0.7)]:
         _finished_run(tmp_path / "out", preset_config("cpu", "snips2", variant=variant, seed=seed), accuracy)
     assert notebook.save_runs(tmp_path / "out", tmp_path / "runs.jsonl") == 3

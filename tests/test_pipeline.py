@@ -79,7 +79,8 @@ def test_saved_classifier_reloads_with_identical_predictions(quick_run, data_dir
     assert again.predict(["play the new album by daft punk"])[0] in again.label_names
     with pytest.raises(ThreePhaseError, match="list of texts"):
         again.predict("a single string")
-    assert np.allclose(result.classifier.predict_proba(texts[:20]), probabilities[:20], atol=1e-6)  # in memory
+    # in memory, on the same batches (in bf16 a text's rounding depends on the batch it is padded in)
+    assert np.allclose(result.classifier.predict_proba(texts[:20]), classifier.predict_proba(texts[:20]), atol=1e-6)
     assert [d["label"] for d in classifier(texts[:20])] == classifier.predict(texts[:20])
 
 

@@ -145,6 +145,14 @@ def test_phase_1_s_decoder_computes_in_the_run_s_precision(monkeypatch, tmp_path
     phases.train_dae(body, texts, config, output_dir=str(tmp_path / "bf16"), device="cpu", precision="bf16")
     assert dtypes == [torch.bfloat16]
     assert all(p.dtype == torch.float32 for p in body.parameters())
+    # and once trained, the body computes in fp32 again: accelerate's autocast patch on its forward is gone (it
+    # made a trained body's encode, and a reloaded copy's, disagree)
+    layer = body[0].auto_model.encoder.layer[0].output.dense
+    seen = []
+    handle = layer.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    body.encode(texts[:1])
+    handle.remove()
+    assert seen == [torch.float32]
     dtypes.clear()
     phases.train_dae(body, texts, config, output_dir=str(tmp_path / "fp32"), device="cpu", precision="fp32")
     assert dtypes == [torch.float32]

@@ -305,6 +305,9 @@ def run(config: RunConfig, data: DatasetDict | None = None, overwrite: bool = Fa
     output = Path(config.output_dir) if config.output_dir else None
     if output is not None:
         finished = _check_output(config, output, overwrite, resume)
+        # Every rank judges the folder before rank 0 writes in it: a rank that came late from the previous command of
+        # its process found rank 0's files and refused ("already holds files") under torchrun.
+        barrier()
         if finished is not None:
             return RunResult(finished, output_dir=output, device=config.device)
     start = time.perf_counter()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from accelerate.utils import extract_model_from_parallel
 from datasets import Dataset
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -387,7 +388,12 @@ def train(
         if checkpoint is not None:
             logger.info("Resuming from %s", checkpoint)
             state.load(checkpoint)
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        finally:
+            # accelerate patched the body's forward with the run's autocast; left there, the trained body would go
+            # on computing in bf16 after training (its encode, predict, a later fp32 phase) whatever is asked of it
+            extract_model_from_parallel(body, keep_fp32_wrapper=False)
     finally:
         hf_logging.set_verbosity(verbosity)
     history = [
