@@ -283,3 +283,38 @@ def test_the_experiment_pins_fp32_and_holds_runs_made_before_the_pin(data_dir, m
     assert held([cell], "long-tail", overrides, entry("fp32")) == [cell]  # auto gave fp32 where it ran
     with pytest.raises(ThreePhaseError, match="precision"):
         held([cell], "long-tail", overrides, entry("bf16"))
+
+
+def test_an_override_set_to_none_reaches_the_run_s_config(data_dir, monkeypatch):
+    # full-sst5 lifts the preset's caps with None and long-tail-tuned's phase 3 has no class weights (None): the
+    # grid once dropped both (a notebook parameter left None means "the preset's"), and ran 448 texts, balanced.
+    from threephase.grid.cells import cell_config, cell_parameters
+
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
+    grid = plan(settings=["full-sst5"], seeds=1, variants=["ft"])
+    config = cell_config(cell_parameters(grid.cells["full-sst5"][0], "unused", grid.overrides["full-sst5"]))
+    assert config.data.max_train_samples is None and config.data.max_test_samples is None
+    assert config.precision == "bf16"
+    grid = plan(settings=["long-tail-tuned"], draws=1, seeds=1, variants=["ft"])
+    overrides = {**grid.overrides["long-tail-tuned"], **grid.variant_overrides["long-tail-tuned"]["ft"]}
+    config = cell_config(cell_parameters(grid.cells["long-tail-tuned"][0], "unused", overrides))
+    assert config.ft.class_weights is None
+    assert config.ft.learning_rate == SETTINGS["long-tail-tuned"].per_variant["ft"]["ft.learning_rate"]
+
+
+def test_a_held_run_whose_config_contradicts_its_overrides_is_refused(data_dir, monkeypatch):
+    # the long-tail-tuned runs made while the grid dropped None overrides name class_weights None in their record
+    # and hold "balanced" in their config: they must train again, not be counted as the tuned recipe
+    from threephase.grid.cells import run_name
+    from threephase.grid.experiment import held
+
+    monkeypatch.setenv("THREEPHASE_DATA_DIR", str(data_dir))
+    grid = plan(settings=["long-tail-tuned"], draws=1, seeds=1, variants=["ft"])
+    cell = grid.cells["long-tail-tuned"][0]
+    overrides = {**grid.overrides["long-tail-tuned"], "ft.class_weights": None}
+    entry = lambda weights: {("long-tail-tuned", run_name(cell)): {  # noqa: E731
+        "name": run_name(cell), "config": {"precision": "fp32", "ft": {"class_weights": weights}},
+        "record": {"precision": "fp32", "parameters": {"overrides": overrides}}}}
+    assert held([cell], "long-tail-tuned", overrides, entry(None)) == [cell]
+    with pytest.raises(ThreePhaseError, match="ft.class_weights='balanced'"):
+        held([cell], "long-tail-tuned", overrides, entry("balanced"))

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, changed_settings
+from ..config import RunConfig, apply_overrides, changed_settings
 from ..errors import ThreePhaseError
 from ..records import write_json
 
@@ -80,6 +80,9 @@ def cell_config(parameters: Mapping[str, Any]) -> RunConfig:
                              settings={"data.train_per_class": parameters.get("train_per_class"),
                                        "data.validation_per_class": parameters.get("validation_per_class"),
                                        "data.test_per_class": parameters.get("test_per_class"), **overrides})
+    # A notebook parameter left None means "the preset's", and notebook_config drops it; an override set to None
+    # means None (no cap on the training split, no class weights) and must reach the config.
+    config = apply_overrides(config, {key: None for key, value in overrides.items() if value is None}).validate()
     config.output_dir = parameters["output_dir"]
     return config
 

@@ -176,6 +176,24 @@ def collect_runs(out: str | Path, settings) -> dict[tuple[str, str], dict[str, A
     return entries
 
 
+def _unapplied(entry: dict[str, Any], overrides: dict[str, Any]) -> list[str]:
+    """The overrides that the held run's saved config contradicts (a dotted key the config does not hold is not
+    checked: paths are left out of the records)."""
+    wrong = []
+    for key, value in overrides.items():
+        node: Any = entry.get("config", {})
+        for part in key.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if key == "precision":  # what the run computed in (`auto` resolved), not what it asked for
+            node = entry.get("record", {}).get("precision", node)
+        if node is not _MISSING and json.loads(json.dumps(node)) != json.loads(json.dumps(value)):
+            wrong.append(f"{key}={node!r}, not {value!r}")
+    return wrong
+
+
+_MISSING = object()
+
+
 def held(cells, setting: str, overrides: dict[str, Any], entries) -> list[dict[str, Any]]:
     """The cells the runs file already holds with these overrides; a held run made with others is an error."""
     found = []
@@ -193,6 +211,10 @@ def held(cells, setting: str, overrides: dict[str, Any], entries) -> list[dict[s
             changed = sorted(k for k in set(had) | set(overrides) if had.get(k) != overrides.get(k))
             raise ThreePhaseError(f"{RUNS_FILE} holds {setting}/{entry['name']} made with other settings ({changed}): "
                                   "remove its line to rerun it, or choose another --out")
+        if unapplied := _unapplied(entry, overrides):
+            raise ThreePhaseError(f"{RUNS_FILE} holds {setting}/{entry['name']}, whose record names overrides its "
+                                  f"config does not have ({unapplied}; the grid once dropped overrides set "
+                                  "to None): remove its line to rerun it")
         found.append(cell)
     return found
 

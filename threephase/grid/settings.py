@@ -16,7 +16,7 @@ draws and seeds, so that each difference is paired on (draw, seed).
 * ``unlabelled``: few-shot sst2's labels, and phase 1 (Joint's DAE part too) also reads 256 unlabelled training
   texts, once each. Only the variants with a phase 1 run: each is compared with itself in ``few-shot``.
 * ``full-sst5``: the paper's claim where it was made: the full sst5 training set (8,544 texts; validation and test
-  whole), the ``cpu`` preset's phases, one data draw (there is nothing to draw).
+  whole), the ``cpu`` preset's phases, one data draw (there is nothing to draw), in bf16.
 """
 
 from __future__ import annotations
@@ -76,7 +76,12 @@ TUNED_FT = {
     "three-phase": {"ft.learning_rate": 0.0004598786090752841, "ft.head_learning_rate": 0.00396567508177101,
                     "ft.dropout": 0.23073968112646592, "ft.class_weights": None},
 }
-FULL = {"data.max_validation_samples": None, "data.max_test_samples": None, "data.max_train_samples": None}
+# bf16, not the experiment's fp32 pin: one full-sst5 run is tens of minutes of phase 3 on 2 CPU cores, and bf16 takes
+# about 1/1.4 of fp32's time there (benchmarks/results/phases_sst5.json) with accuracy within ±1 point of it
+# (precision_check.json). It is pinned, not `auto`, so that every seed computes alike; run it on a GPU or a CPU with
+# AMX or AVX512-BF16 (elsewhere torch emulates bf16, many times slower, and says so).
+FULL = {"data.max_validation_samples": None, "data.max_test_samples": None, "data.max_train_samples": None,
+        "precision": "bf16"}
 
 #: The settings by name, in the order the experiment runs them and its tables list them.
 SETTINGS: dict[str, Setting] = {
