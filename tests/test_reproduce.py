@@ -40,6 +40,9 @@ def test_grid_follows_the_paper():
     assert cpu == [{"dataset": "snips2", "model": "sentence-transformers/all-MiniLM-L6-v2", "variant": "ft",
                     "seed": 0, "preset": "cpu"}]
     assert reproduce.parse_seeds("0,1,4") == [0, 1, 4]
+    assert reproduce.parse_seeds("0,") == [0]
+    with pytest.raises(ThreePhaseError, match="for seed 0 alone write --seeds 0,"):  # not "at least one seed"
+        reproduce.parse_seeds("0")
     with pytest.raises(ThreePhaseError, match="--seeds"):
         reproduce.parse_seeds("two")
     with pytest.raises(ThreePhaseError, match="variant"):

@@ -43,6 +43,8 @@ def parse_seeds(text: str | int) -> list[int]:
         count = int(text)
     except ValueError:
         raise ThreePhaseError(f"Cannot read --seeds {text!r}: give a count (--seeds 3) or a list (--seeds 0,1,4).") from None
+    if count == 0:  # "--seeds 0" most likely means seed 0
+        raise ThreePhaseError("--seeds 0 is a count, and runs no seed: for seed 0 alone write --seeds 0, (a list).")
     if count < 1:
         raise ThreePhaseError(f"--seeds {count}: run at least one seed.")
     return list(range(count))

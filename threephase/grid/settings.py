@@ -70,12 +70,9 @@ LONG_TAIL = {"data.imbalance_factor": 10, "data.max_train_samples": 86, "data.mi
 # Phase 3 as `search` tuned it on validation for each method (10 trials, the long tail's draw 0, seed 0; the studies are
 # committed in book/results/phases_help_tuning/, and a test holds these to their best_config.json). Both searches
 # found their best in the same trial of the same seeded sampler, so the two methods' settings coincide.
-TUNED_FT = {
-    "ft": {"ft.learning_rate": 0.0004598786090752841, "ft.head_learning_rate": 0.00396567508177101,
-           "ft.dropout": 0.23073968112646592, "ft.class_weights": None},
-    "three-phase": {"ft.learning_rate": 0.0004598786090752841, "ft.head_learning_rate": 0.00396567508177101,
-                    "ft.dropout": 0.23073968112646592, "ft.class_weights": None},
-}
+_BEST_TRIAL = {"ft.learning_rate": 0.0004598786090752841, "ft.head_learning_rate": 0.00396567508177101,
+               "ft.dropout": 0.23073968112646592, "ft.class_weights": None}
+TUNED_FT = {"ft": _BEST_TRIAL, "three-phase": _BEST_TRIAL}
 # bf16, not the experiment's fp32 pin: one full-sst5 run is tens of minutes of phase 3 on 2 CPU cores, and bf16 takes
 # about 1/1.4 of fp32's time there (benchmarks/results/phases_sst5.json) with accuracy within ±1 point of it
 # (precision_check.json). It is pinned, not `auto`, so that every seed computes alike; run it on a GPU or a CPU with
