@@ -17,6 +17,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ThreePhaseError
@@ -188,14 +189,32 @@ def paper_table(records: dict[str, list[dict]]) -> str:
         scores = [100 * r["accuracy"] for r in recs if r["variant"] == variant]
         mean, low, high = mean_interval(scores)
         here = "not run yet" if not scores else (
-            f"{mean:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]") + f", {len(scores)} seeds")
+            f"{mean:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]") + f", {len(scores)} seed" + "s" * (len(scores) != 1))
         lines.append(f"| {variant} | {here} | {paper[variant]:.2f} | {paper[variant] - paper['ft']:+.2f} |")
     trains = sorted({r.get("split_sizes", {}).get("train") for r in recs} - {None})
     lines += ["", f"Test accuracy (%) on sst5's full test split. Training examples here: "
               f"{', '.join(map(str, trains)) or 'no run yet'}. The paper's numbers are its Table 3 for all-MiniLM-L12-"
               "v2 with its own budget on a GPU; this row uses the smaller all-MiniLM-L6-v2 and the cpu preset, so "
               "the two columns are not the same experiment: compare the gaps to FT, not the levels."]
+    timed = [r for r in recs if "wall_time_s" in r]  # a record of an older threephase may hold no timings
+    if timed:
+        lines += ["", _cost(timed)]
     return "\n".join(lines) + "\n"
+
+
+def _cost(recs: list[dict]) -> str:
+    """What one full-data run cost where it ran, per variant: its wall time, per phase, and phase 3's epochs."""
+    parts = []
+    for variant in dict.fromkeys(r["variant"] for r in recs):
+        own = [r for r in recs if r["variant"] == variant]
+        phases = ", ".join(f"{name.upper()} {np.mean([r['phases'][name]['wall_time_s'] for r in own]) / 60:.0f}"
+                           for name in ("dae", "cl", "ft") if all(name in r.get("phases", {}) for r in own))
+        epochs = sorted({len(r["phases"]["ft"]["epochs"]) for r in own if "ft" in r.get("phases", {})})
+        span = "-".join(map(str, dict.fromkeys([epochs[0], epochs[-1]]))) if epochs else "?"
+        parts.append(f"{variant} {np.mean([r['wall_time_s'] for r in own]) / 60:.0f} min ({phases}; phase 3 "
+                     f"stopped after {span} epochs)")
+    where = ", ".join(sorted({f"{r.get('device', '?')} in {r.get('precision', '?')}" for r in recs}))
+    return (f"What a run cost ({where}, mean wall time per run as recorded, in minutes): " + "; ".join(parts) + ".")
 
 
 def long_tail_sizes(records: dict[str, list[dict]]) -> pd.DataFrame:
