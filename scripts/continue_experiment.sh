@@ -5,7 +5,8 @@
 #
 # Usage: scripts/continue_experiment.sh [STEP ...]     (default: every step below, in order)
 #   Steps, each a setting at its declared draws x seeds: long-tail, long-tail-tuned, long-tail-equal-pairs,
-#   few-shot, unlabelled, full-sst5 (three-phase and ft; hours per run on a CPU).
+#   few-shot, unlabelled, full-sst5 (three-phase and ft, seed by seed; tens of minutes a run on 2 CPU cores:
+#   the chapter's table under "The paper's claim" states what a run cost).
 # Environment: OUT (reproductions/phases-help), JOBS (2: runs at once, one thread each), PYTHON (python).
 # After each step: book/results/phases_help_runs.jsonl and the chapter's files are rebuilt; commit them.
 set -euo pipefail
@@ -27,7 +28,10 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(long-tail long-tail-tuned long-tail-equal-pairs few-shot unlabelled full-sst5)
 for step in "${steps[@]}"; do
     case $step in
-        full-sst5) experiment --settings full-sst5 --variants three-phase,ft ;;
+        # one seed at a time, three-phase beside ft, so that every seed that ends is a whole pair in the book
+        full-sst5) for seed in 0 1 2; do
+                       experiment --settings full-sst5 --variants three-phase,ft --seeds "$seed,"; publish
+                   done ;;
         long-tail|long-tail-tuned|long-tail-equal-pairs|few-shot|unlabelled) experiment --settings "$step" ;;
         *) echo "continue_experiment: unknown step '$step'" >&2; exit 2 ;;
     esac
