@@ -221,9 +221,9 @@ def held(cells, setting: str, overrides: dict[str, Any], entries) -> list[dict[s
 
 EPILOG = """\
 design:    each setting runs D data draws (data.seed 0..D-1) x S training seeds; every method of a setting sees the
-           same draws and seeds. Defaults: long-tail, -equal-pairs and -tuned 12 x 3, few-shot and unlabelled 8 x 3,
-           full-sst5 1 x 3 (one draw: the whole training set). Questions (one Holm family each) and the margin are
-           in threephase/grid/settings.py and the book's chapter.
+           same draws and seeds. Defaults: long-tail 18 x 3, -equal-pairs and -tuned 12 x 3, few-shot and
+           unlabelled 8 x 3, full-sst5 1 x 3 (one draw: the whole training set). Questions (one Holm family each)
+           and the margin are in threephase/grid/settings.py and the book's chapter.
 output:    <out>/<setting>/runs/<run>/ and logs/, as reproduce writes them; <out>/phases_help_runs.jsonl (every run's
            config and record, no paths); phases_help.md, .csv (one row per comparison: verdict, mde, draws, seeds),
            phases_help_findings.md (one sentence per comparison), phases_help.png (forest plot),
