@@ -324,7 +324,8 @@ def test_the_paper_table_states_what_a_full_data_run_cost():
     from threephase.grid.report import paper_table
 
     def record(variant, seed, accuracy, phases):
-        return {"dataset": "sst5", "variant": variant, "seed": seed, "accuracy": accuracy, "device": "cpu",
+        return {"dataset": "sst5", "variant": variant, "seed": seed, "accuracy": accuracy,
+                "device": {"device": "cpu", "cpu_count": 2},
                 "precision": "bf16", "split_sizes": {"train": 8544}, "wall_time_s": 60.0 * sum(phases.values()),
                 "phases": {name: {"wall_time_s": 60.0 * minutes, "epochs": [{}] * (11 + seed)}
                            for name, minutes in phases.items()}}
@@ -334,6 +335,6 @@ def test_the_paper_table_states_what_a_full_data_run_cost():
     table = paper_table({"full-sst5": runs})
     assert "| three-phase | 50.00 [50.00, 50.00], 2 seeds | 54.77 |" in table
     assert "| ft | 48.00, 1 seed |" in table and "Training examples here: 8544." in table
-    assert ("(cpu in bf16, mean wall time per run as recorded, in minutes): three-phase 45 min (DAE 9, CL 6, FT 30; "
+    assert ("(cpu, 2 cores in bf16, mean wall time per run as recorded, in minutes): three-phase 45 min (DAE 9, CL 6, FT 30; "
             "phase 3 stopped after 11-12 epochs); ft 25 min (FT 25; phase 3 stopped after 11 epochs).") in table
     assert "What a run cost" not in paper_table({"full-sst5": []})

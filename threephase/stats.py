@@ -200,8 +200,9 @@ def _signed(x: float) -> str:
 def verdict_sentence(row: Mapping[str, Any], target: float = 2.0, power: float = 0.8, alpha: float = 0.05) -> str:
     """One plain sentence for one row of :func:`verdicts`: its verdict, difference and interval, the unit count,
     what the design can detect, and (when the mde exceeds ``target`` points) about how many units would detect it."""
-    unit = "draws" if row["unit"] == "draw" else "seeds of one draw"
     n = row["draws"] if row["unit"] == "draw" else row["seeds"]
+    unit = ("draw" if row["unit"] == "draw" else "seed of one draw") if n == 1 else (
+        "draws" if row["unit"] == "draw" else "seeds of one draw")
     if not row["pairs"]:
         return f"{row['variant']} vs {row['baseline']}: not run yet."
     head = f"{row['variant']} vs {row['baseline']}: {row['verdict']}: "

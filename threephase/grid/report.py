@@ -16,6 +16,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,12 +115,20 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _done(name: str, recs: list[dict]) -> str:
+    """How much of a setting's declared design its records cover: draws and seeds run of those declared."""
+    setting = SETTINGS[name]
+    declared = min(setting.draws, setting.max_draws or setting.draws)
+    draws, seeds = len({r.get("data_seed") for r in recs}), len({r["seed"] for r in recs})
+    return f"{draws} of {declared} draws × {seeds} of {setting.seeds} seeds"
+
+
 def findings(df: pd.DataFrame, records: dict[str, list[dict]]) -> str:
     """The chapter's sentences: which settings have run, then one :func:`~threephase.stats.verdict_sentence` per
     accuracy comparison, by question."""
     lines = []
     missing = [name for name in SETTINGS if not records.get(name)]
-    ran = [f"{name} ({len(records[name])} runs)" for name in SETTINGS if records.get(name)]
+    ran = [f"{name} ({len(records[name])} runs: {_done(name, records[name])})" for name in SETTINGS if records.get(name)]
     lines.append(f"- **Run so far under this design:** {', '.join(ran) or 'nothing yet'}. "
                  f"**Not run yet:** {', '.join(missing) or 'none'}.")
     acc = df[df["metric"] == "accuracy"]
@@ -202,6 +211,14 @@ def paper_table(records: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine(device: Any) -> str:
+    """A record's device in words: ``cpu, 2 cores`` (a record holds the device, its core count and the world size)."""
+    if not isinstance(device, dict):
+        return str(device or "?")
+    cores = f", {device['cpu_count']} cores" if device.get("device") == "cpu" and device.get("cpu_count") else ""
+    return f"{device.get('device', '?')}{cores}"
+
+
 def _cost(recs: list[dict]) -> str:
     """What one full-data run cost where it ran, per variant: its wall time, per phase, and phase 3's epochs."""
     parts = []
@@ -213,7 +230,7 @@ def _cost(recs: list[dict]) -> str:
         span = "-".join(map(str, dict.fromkeys([epochs[0], epochs[-1]]))) if epochs else "?"
         parts.append(f"{variant} {np.mean([r['wall_time_s'] for r in own]) / 60:.0f} min ({phases}; phase 3 "
                      f"stopped after {span} epochs)")
-    where = ", ".join(sorted({f"{r.get('device', '?')} in {r.get('precision', '?')}" for r in recs}))
+    where = ", ".join(sorted({f"{_machine(r.get('device'))} in {r.get('precision', '?')}" for r in recs}))
     return (f"What a run cost ({where}, mean wall time per run as recorded, in minutes): " + "; ".join(parts) + ".")
 
 
