@@ -135,6 +135,8 @@ def test_one_draw_falls_back_to_seeds():
     assert row["p_value"] == pytest.approx(scipy_stats.ttest_1samp(diffs, 0).pvalue)
     assert math.isnan(row["sd_draw"]) and row["sd_seed"] == pytest.approx(np.std(diffs, ddof=1))
     assert "over 5 seeds of one draw" in verdict_sentence(row)
+    single = verdicts(runs("ft", {0: [0.80]}) + runs("cl-ft", {0: [0.82]}), [("cl-ft", "ft")]).iloc[0]
+    assert "+2.0 points from 1 seed of one draw, too few" in verdict_sentence(single)  # not "1 seeds"
 
 
 def test_fewer_than_two_units_are_nan_and_undecided():
